@@ -1,0 +1,1 @@
+"""SQLite store: worklist, reading sessions, reader-study reads, audit log."""
