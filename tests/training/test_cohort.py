@@ -1,0 +1,39 @@
+"""The cohort cache: round trip and clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training.cohort import CohortError, load_cohort, save_cohort
+
+
+def test_cohort_round_trips_through_npz_and_json(tmp_path, tiny_cohort):
+    tiny_cohort.meta = {"source": "test"}
+    path = save_cohort(tiny_cohort, tmp_path / "c.npz")
+    back = load_cohort(path)
+    assert back.patient_ids == tiny_cohort.patient_ids
+    assert back.classes == tiny_cohort.classes
+    np.testing.assert_array_equal(back.slices, tiny_cohort.slices)
+    np.testing.assert_array_equal(back.boxes, tiny_cohort.boxes)
+    assert back.meta == {"source": "test"}
+    sub = back.subset(["T004", "T001"])
+    assert sub.classes == ["HH", "OBHT"]
+    np.testing.assert_array_equal(sub.slices[1], tiny_cohort.slices[1])
+
+
+def test_bad_cohort_files_give_one_line_errors_naming_the_file(tmp_path, tiny_cohort):
+    with pytest.raises(CohortError, match="missing.json"):
+        load_cohort(tmp_path / "missing.npz")
+    path = save_cohort(tiny_cohort, tmp_path / "c.npz")
+    path.write_bytes(b"not an npz")
+    with pytest.raises(CohortError, match="c.npz"):
+        load_cohort(path)
+
+
+def test_unknown_class_and_duplicate_patient_are_refused(cohort_factory):
+    with pytest.raises(CohortError, match="patient T000.*'XYZ'"):
+        cohort_factory(["XYZ"])
+    c = cohort_factory(["HH", "HB"])
+    with pytest.raises(CohortError, match="T000.*twice"):
+        type(c)(["T000", "T000"], c.classes, c.members, c.slices, c.boxes, c.present)
