@@ -1,0 +1,132 @@
+"""The only module that imports ultralytics: YOLOv8 built from YAML with 4 input channels, and inference.
+
+ultralytics is told to stay offline and to keep its settings in liverview's cache folder
+before it is imported. Weights never go through `YOLO("x.pt")` (which unpickles): the network
+is built from the vendored YAML and its state dict is loaded from safetensors by the bundle.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "liverview" / "ultralytics"
+
+
+os.environ["YOLO_OFFLINE"] = "true"
+os.environ.setdefault("YOLO_CONFIG_DIR", str(_cache_dir()))
+os.environ.setdefault("YOLO_VERBOSE", "false")
+
+from ultralytics.nn.tasks import DetectionModel  # noqa: E402
+from ultralytics.utils import YAML  # noqa: E402
+from ultralytics.utils.nms import non_max_suppression  # noqa: E402
+
+YAML_PATH = Path(__file__).with_name("yolov8.yaml")  # vendored copy of ultralytics' yolov8.yaml
+SCALES = ("n", "s", "m", "l", "x")
+PAD_VALUE = 114.0 / 255.0  # ultralytics' letterbox grey, on [0, 1] inputs
+
+
+def detector_cfg(arch: str = "yolov8n", channels: int = 4, nc: int = 1) -> dict:
+    """The model description for `arch` ("yolov8" + scale letter) as the dict DetectionModel takes."""
+    if not (arch.startswith("yolov8") and len(arch) == 7 and arch[-1] in SCALES):
+        raise ValueError(f"unknown detector arch {arch!r}: expected yolov8n, yolov8s, yolov8m, yolov8l or yolov8x")
+    cfg = YAML.load(YAML_PATH)
+    cfg["scale"] = arch[-1]
+    cfg["nc"] = int(nc)
+    cfg["channels"] = int(channels)
+    cfg["yaml_file"] = f"{arch}.yaml"
+    return cfg
+
+
+def build_detector(scale: str = "n", channels: int = 4, nc: int = 1) -> DetectionModel:
+    """A randomly initialised YOLOv8{scale} DetectionModel taking `channels` input channels."""
+    if scale not in SCALES:
+        raise ValueError(f"unknown YOLOv8 scale {scale!r}: expected one of {', '.join(SCALES)}")
+    cfg = detector_cfg(f"yolov8{scale}", channels, nc)
+    return DetectionModel(copy.deepcopy(cfg), ch=int(channels), nc=int(nc), verbose=False)
+
+
+def detector_from_state(
+    yaml_cfg: str | Mapping, state_dict: Mapping[str, torch.Tensor], channels: int = 4, nc: int = 1, fuse: bool = True
+) -> DetectionModel:
+    """Build the detector from its description (arch name like "yolov8n", or a cfg dict) and load
+    `state_dict` strictly; fused (conv+BN) and in eval mode for inference when `fuse`."""
+    cfg = detector_cfg(yaml_cfg, channels, nc) if isinstance(yaml_cfg, str) else copy.deepcopy(dict(yaml_cfg))
+    model = DetectionModel(cfg, ch=int(cfg.get("channels", channels)), nc=int(cfg.get("nc", nc)), verbose=False)
+    own = model.state_dict()
+    state = {k: v.to(own[k].dtype) if k in own else v for k, v in state_dict.items()}
+    model.load_state_dict(state, strict=True)
+    model.float().eval()
+    if fuse:
+        model.fuse(verbose=False)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def letterbox(images: Sequence[np.ndarray], size: int) -> tuple[torch.Tensor, list[tuple[float, int, int]]]:
+    """Resize each (C, H, W) image so its longer side is `size`, pad to a centred square with
+    ultralytics' grey, and stack. Returns the batch and per image (ratio, left pad, top pad)."""
+    batch, params = [], []
+    for img in images:
+        t = torch.as_tensor(np.asarray(img, dtype=np.float32))[None]
+        h, w = t.shape[-2:]
+        r = size / max(h, w)
+        nw, nh = max(round(w * r), 1), max(round(h * r), 1)
+        if (nh, nw) != (h, w):
+            t = F.interpolate(t, size=(nh, nw), mode="bilinear", align_corners=False, antialias=r < 1)
+        dw, dh = (size - nw) / 2.0, (size - nh) / 2.0
+        top, left = round(dh - 0.1), round(dw - 0.1)
+        t = F.pad(t, (left, size - nw - left, top, size - nh - top), value=PAD_VALUE)
+        batch.append(t[0])
+        params.append((r, left, top))
+    return torch.stack(batch), params
+
+
+def raw_predictions(model: DetectionModel, batch: torch.Tensor) -> torch.Tensor:
+    """The detector's (B, 4 + nc, anchors) output: xywh in input pixels and class scores."""
+    out = model(batch)
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def postprocess(
+    pred: torch.Tensor,
+    params: Sequence[tuple[float, int, int]],
+    shapes: Sequence[tuple[int, int]],
+    conf: float,
+    iou: float,
+    max_det: int = 10,
+) -> list[np.ndarray]:
+    """NMS, then boxes mapped back to each image's pixels: per image an (n, 5) array
+    (x0, y0, x1, y1, score), best first, clipped to the image, empty boxes dropped."""
+    kept = non_max_suppression(pred, conf_thres=conf, iou_thres=iou, max_det=max_det)
+    out = []
+    for det, (r, left, top), (h, w) in zip(kept, params, shapes):
+        d = det[:, :5].detach().cpu().numpy().astype(np.float64)
+        d[:, [0, 2]] = np.clip((d[:, [0, 2]] - left) / r, 0, w)
+        d[:, [1, 3]] = np.clip((d[:, [1, 3]] - top) / r, 0, h)
+        d = d[(d[:, 2] - d[:, 0] >= 1.0) & (d[:, 3] - d[:, 1] >= 1.0)]
+        out.append(d[np.argsort(-d[:, 4], kind="stable")])
+    return out
+
+
+@torch.inference_mode()
+def detect(
+    model: DetectionModel, images: Sequence[np.ndarray], size: int, conf: float, iou: float, max_det: int = 10
+) -> list[np.ndarray]:
+    """Run the detector on (C, H, W) images in [0, 1]; per image an (n, 5) array of boxes in its pixels."""
+    if not len(images):
+        return []
+    batch, params = letterbox(images, size)
+    pred = raw_predictions(model, batch)
+    shapes = [tuple(np.asarray(i).shape[-2:]) for i in images]
+    return postprocess(pred, params, shapes, conf, iou, max_det)

@@ -1,0 +1,75 @@
+"""Shared engine fixtures: a tiny random bundle (64 px) and a synthetic four-phase case from numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from liverview.study.case import Box, Case, Study
+from liverview.study.volume import Volume
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def random_bundle(tmp_path_factory):
+    from liverview.engine.bundle import make_random_bundle
+
+    folder = tmp_path_factory.mktemp("bundle") / "random"
+    make_random_bundle(folder, backbone="resnet18", input_size=64, det_input_size=64, seed=0)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def engine(random_bundle):
+    from liverview.engine.analyze import Engine
+
+    return Engine(random_bundle)
+
+
+def make_volume(n=12, h=64, w=80, z0=0.0, dz=2.5, spacing=0.7, lesion_hu=40.0, phase_hu=110.0, seed=0):
+    """A 'liver' block with a round hypodense lesion in slices 4..8, HU, LPS geometry."""
+    rng = np.random.default_rng(seed)
+    px = np.full((n, h, w), -100.0, dtype=np.float32)
+    px[:, 8 : h - 8, 6 : w - 6] = phase_hu
+    yy, xx = np.mgrid[0:h, 0:w]
+    disc = (yy - 30) ** 2 + (xx - 44) ** 2 <= 9**2
+    for k in range(4, 9):
+        px[k][disc] = lesion_hu
+    px += rng.normal(0, 8, px.shape).astype(np.float32)
+    affine = np.eye(4)
+    affine[0, 0] = spacing
+    affine[1, 1] = spacing
+    affine[2, 2] = dz
+    affine[:3, 3] = (-20.0, -30.0, z0)
+    return Volume(px, affine)
+
+
+def make_study(phases=("P", "A", "V", "D"), h=64, w=80, matrices=None):
+    hu = {"P": 55.0, "A": 70.0, "V": 110.0, "D": 90.0}
+    vols = {}
+    for i, p in enumerate(phases):
+        ph, pw = (matrices or {}).get(p, (h, w))
+        vols[p] = make_volume(h=ph, w=pw, phase_hu=hu[p], seed=i)
+    return Study(volumes=vols, study_uid="1.2.3", patient_id="TEST")
+
+
+def make_case(phases=("P", "A", "V", "D"), user_box=False, matrices=None):
+    study = make_study(phases, matrices=matrices)
+    case = Case(study)
+    for p in study.phases:
+        vol = study.volumes[p]
+        picks = [vol.position_of(k) for k in (5, 6, 7)]
+        case.set_picks(p, picks)
+        if user_box:
+            sy = vol.pixels.shape[1] / 64
+            sx = vol.pixels.shape[2] / 80
+            for pos in picks:
+                case.add_box(Box(p, pos, 34 * sx, 20 * sy, 54 * sx, 40 * sy, origin="user"))
+    return case
+
+
+@pytest.fixture
+def case():
+    return make_case()
