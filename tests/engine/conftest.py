@@ -55,7 +55,7 @@ def make_study(phases=("P", "A", "V", "D"), h=64, w=80, matrices=None):
     return Study(volumes=vols, study_uid="1.2.3", patient_id="TEST")
 
 
-def make_case(phases=("P", "A", "V", "D"), user_box=False, matrices=None):
+def _make_case(phases=("P", "A", "V", "D"), user_box=False, matrices=None):
     study = make_study(phases, matrices=matrices)
     case = Case(study)
     for p in study.phases:
@@ -71,5 +71,11 @@ def make_case(phases=("P", "A", "V", "D"), user_box=False, matrices=None):
 
 
 @pytest.fixture
+def make_case():
+    """Factory: make_case(phases=..., user_box=False, matrices={phase: (rows, cols)}) -> Case."""
+    return _make_case
+
+
+@pytest.fixture
 def case():
-    return make_case()
+    return _make_case()
