@@ -79,3 +79,73 @@ def make_case():
 @pytest.fixture
 def case():
     return _make_case()
+
+
+def write_dicom_exam(folder, study, descriptions=None):
+    """Write a Study's HU volumes as CT DICOM series (one per phase) with pydicom; returns the folder."""
+    import datetime
+
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    descriptions = descriptions or {"P": "PRE CONTRAST", "A": "ARTERIAL", "V": "PORTAL VENOUS", "D": "DELAYED 3 MIN"}
+    study_uid = generate_uid()
+    folder.mkdir(parents=True, exist_ok=True)
+    for s_no, (phase, vol) in enumerate(study.volumes.items(), start=1):
+        series_uid = generate_uid()
+        n, rows, cols = vol.pixels.shape
+        for k in range(n):
+            meta = FileMetaDataset()
+            meta.MediaStorageSOPClassUID = CTImageStorage
+            meta.MediaStorageSOPInstanceUID = generate_uid()
+            meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            ds = Dataset()
+            ds.file_meta = meta
+            ds.SOPClassUID = CTImageStorage
+            ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+            ds.StudyInstanceUID = study_uid
+            ds.SeriesInstanceUID = series_uid
+            ds.PatientID = "ENGINE-TEST"
+            ds.PatientName = "Engine^Test"
+            ds.Modality = "CT"
+            ds.StudyDate = datetime.date.today().strftime("%Y%m%d")
+            ds.SeriesNumber = s_no
+            ds.InstanceNumber = k + 1
+            ds.SeriesDescription = descriptions[phase]
+            ds.AcquisitionTime = f"1200{10 * s_no:02d}"
+            ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+            ds.ImagePositionPatient = [float(v) for v in vol.affine[:3, 3] + k * vol.affine[:3, 2]]
+            ds.PixelSpacing = [float(vol.affine[1, 1]), float(vol.affine[0, 0])]
+            ds.SliceThickness = float(vol.affine[2, 2])
+            ds.Rows, ds.Columns = rows, cols
+            ds.SamplesPerPixel = 1
+            ds.PhotometricInterpretation = "MONOCHROME2"
+            ds.BitsAllocated = 16
+            ds.BitsStored = 16
+            ds.HighBit = 15
+            ds.PixelRepresentation = 1
+            ds.RescaleIntercept = 0
+            ds.RescaleSlope = 1
+            ds.RescaleType = "HU"
+            ds.PixelData = np.rint(vol.pixels[k]).astype(np.int16).tobytes()
+            ds.save_as(folder / f"{phase}_{k:03d}.dcm", enforce_file_format=True)
+    return folder
+
+
+@pytest.fixture
+def write_exam():
+    """Factory: write_exam(folder, phases=..., z_shift={phase: mm}) -> a tiny four-phase DICOM exam folder."""
+
+    def write(folder, phases=("P", "A", "V", "D"), z_shift=None):
+        study = make_study(phases)
+        for p, dz in (z_shift or {}).items():
+            study.volumes[p].affine[2, 3] += dz
+        return write_dicom_exam(folder, study)
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def four_phase_exam(tmp_path_factory):
+    """A tiny four-phase DICOM exam (12 slices of 64 x 80 per phase), written once."""
+    return write_dicom_exam(tmp_path_factory.mktemp("exam") / "four", make_study())

@@ -1,0 +1,255 @@
+"""`liverview analyze EXAM`: load an exam, pick slices, run the engine, print the diagnosis table, write JSON/PNGs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_INPUT = 2  # exam or picks file unreadable
+EXIT_MISSING_PHASES = 3  # fewer than four phases and no --allow-missing
+EXIT_UNMATCHED = 4  # phases that share no z range
+EXIT_BUNDLE = 5  # bundle missing or failing verification
+EXIT_INTENSITY = 6  # pixels the bundle cannot take (windowed exports without window, bundle wants HU)
+EXIT_NO_LESION = 7  # automatic picking found no lesion
+EXIT_CANCELLED = 130
+
+PROG = "liverview analyze"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("exam", help="exam to analyse: DICOM folder, DICOMDIR, zip, or PACS image export")
+    parser.add_argument("--bundle", metavar="DIR", help="model bundle folder (default: resources/models/default)")
+    parser.add_argument(
+        "--picks",
+        default=None,
+        metavar="auto|exam|FILE",
+        help="slice picks: 'auto' (detect the dominant lesion), 'exam' (the picks an image export brings), "
+        "or a liverview case JSON / phantom truth.json (default: exam picks when there are any, else auto)",
+    )
+    parser.add_argument("--json", metavar="OUT", help="write the findings JSON here")
+    parser.add_argument("--png", metavar="DIR", help="write overlay PNGs (boxes + Grad-CAM) per composite, phase and stage")
+    parser.add_argument("--allow-missing", action="store_true", help="analyse with fewer than four phases (missing ones are zero channels)")
+    parser.add_argument(
+        "--assume-windows",
+        action="store_true",
+        help="take windowed exports without window metadata as exported with the bundle's windows",
+    )
+    parser.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads")
+
+
+def _say(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr)
+
+
+def _load_study(path: str):
+    """(ExamLoad, None) or (None, exit code) after printing why."""
+    try:
+        from liverview.io import ExamError, load_exam
+    except ImportError as exc:  # the loader is another part of the project
+        _say(f"cannot load exams: liverview.io is not available ({exc})")
+        return None, EXIT_INPUT
+    try:
+        return load_exam(path), None
+    except ExamError as exc:
+        _say(str(exc))
+        return None, EXIT_INPUT
+    except OSError as exc:
+        _say(f"{path}: {exc.strerror or exc}")
+        return None, EXIT_INPUT
+
+
+def truth_picks(data: dict) -> dict[str, list[float]]:
+    """Picks from a phantom truth.json: {"picks": {phase: [positions mm | {"position": mm}]}}."""
+    picks = data.get("picks")
+    if not isinstance(picks, dict):
+        raise ValueError("no 'picks' object (phase -> slice positions)")
+    out = {}
+    for phase, items in picks.items():
+        positions = []
+        for item in items:
+            z = item.get("position", item.get("z")) if isinstance(item, dict) else item
+            if not isinstance(z, (int, float)):
+                raise ValueError(f"picks.{phase}: expected slice positions in mm, got {item!r}")
+            positions.append(float(z))
+        out[phase] = positions
+    return out
+
+
+def picks_from_file(path: Path, study):
+    """A Case with the picks (and, for a case file, the boxes) a file gives; raises ValueError."""
+    from liverview.study.case import Case, nearest_positions
+    from liverview.study.persist import CaseFileError, load_case
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such picks file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable JSON file ({exc})") from None
+    if isinstance(data, dict) and data.get("schema") == "liverview.case":
+        try:
+            case = load_case(path, study)
+        except CaseFileError as exc:
+            raise ValueError(str(exc)) from None
+        case.study = study
+        return case, "case file"
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: neither a liverview case file nor a phantom truth.json")
+    try:
+        picks = truth_picks(data)
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a liverview case file; as a truth.json: {exc}") from None
+    case = Case(study)
+    for phase, positions in picks.items():
+        if phase in study.volumes and positions:
+            case.set_picks(phase, nearest_positions(study.volumes[phase], positions))
+    return case, "truth.json"
+
+
+def _table(findings, picks_source: str, load_seconds: float) -> str:
+    d = findings.to_dict()
+    b = d["bundle"]
+    lines = [
+        f"bundle: {b['name']} {b['version']}  manifest sha256 {b['manifest_sha256'][:16]}…  (loaded in {load_seconds:.2f} s)",
+        f"trained on: {b.get('training_data') or 'not stated'}",
+        f"picks: {picks_source}; phases used: {' '.join(d['phases_used'])}"
+        + (f"; missing (zero channel): {' '.join(d['phases_missing'])}" if d["phases_missing"] else ""),
+        "",
+        f"{'comp':>4}  {'slices ' + '/'.join(d['phases_used']):<20} {'ROI':<9} {'det':>5} {'p(mal)':>7} "
+        f"{'p(HH)':>7} {'p(OBHT)':>7} {'p(HB)':>7} {'p(OMHT)':>7} {'sum':>6}",
+    ]
+    for c in d["composites"]:
+        slices = "/".join(str(c["slice_index"][p]) for p in c["phases_used"])
+        det = f"{c['detections'][0]['score']:.2f}" if c["detections"] else "-"
+        pr = c["probabilities"]
+        lines.append(
+            f"{c['index'] + 1:>4}  {slices:<20} {c['roi']['source']:<9} {det:>5} {c['stage1']['p_malignant']:>7.3f} "
+            f"{pr['HH']:>7.3f} {pr['OBHT']:>7.3f} {pr['HB']:>7.3f} {pr['OMHT']:>7.3f} {sum(pr.values()):>6.3f}"
+        )
+    e = d["exam"]
+    pr = e["probabilities"]
+    lines.append(
+        f"{'exam':>4}  {'mean of composites':<20} {'':<9} {'':>5} {e['p_malignant']:>7.3f} "
+        f"{pr['HH']:>7.3f} {pr['OBHT']:>7.3f} {pr['HB']:>7.3f} {pr['OMHT']:>7.3f} {sum(pr.values()):>6.3f}"
+    )
+    op = ">=" if e["stage1_call"] == "malignant" else "<"
+    lines += [
+        "",
+        f"stage 1: {e['stage1_call']} (p(malignant) {e['p_malignant']:.3f} {op} {e['threshold']:.2f}); "
+        f"stage 2: {e['stage2_call']}; final class: {e['final_class']} ({e['final_group']})",
+    ]
+    for c in d["composites"]:
+        parts = []
+        for stage, exp in c["explanations"].items():
+            att = " ".join(f"{p} {v:.2f}" for p, v in exp["attribution"].items())
+            parts.append(f"{stage} [{exp['target_class']}]: {att}")
+        lines.append(f"attribution composite {c['index'] + 1}: " + "; ".join(parts))
+    lines += [f"note: {n}" for n in d["notes"]]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from liverview.engine.analyze import AnalysisCancelled, Engine
+    from liverview.engine.autopick import AutoPickError
+    from liverview.engine.bundle import BundleError
+    from liverview.engine.compat import (
+        AnalysisError,
+        IntensityError,
+        PhaseMatchError,
+        intensity_check,
+        missing_phases,
+        phase_match_problems,
+    )
+    from liverview.study.case import Case
+    from liverview.study.phases import PHASE_NAMES
+
+    if args.threads:
+        torch.set_num_threads(max(1, int(args.threads)))
+    load, code = _load_study(args.exam)
+    if load is None:
+        return code
+    study = load.study
+    for problem in load.problems:
+        _say(f"warning: {problem}")
+    missing = missing_phases(study)
+    if not study.phases:
+        _say(f"{args.exam}: no phase volumes found")
+        return EXIT_MISSING_PHASES
+    if missing and not args.allow_missing:
+        names = ", ".join(f"{p} ({PHASE_NAMES[p]})" for p in missing)
+        _say(
+            f"{args.exam}: missing phase(s) {names}; pass --allow-missing to analyse with "
+            f"{', '.join(study.phases)} (missing phases become zero channels)"
+        )
+        return EXIT_MISSING_PHASES
+    problems = phase_match_problems(study)
+    if problems:
+        _say(f"{args.exam}: {problems[0]}")
+        return EXIT_UNMATCHED
+    try:
+        engine = Engine(args.bundle)
+    except BundleError as exc:
+        _say(str(exc))
+        return EXIT_BUNDLE
+    try:
+        for note in intensity_check(study, engine.manifest, args.assume_windows):
+            _say(f"converting: {note}")
+    except IntensityError as exc:
+        _say(f"{args.exam}: {exc}")
+        return EXIT_INTENSITY
+
+    choice = args.picks
+    seed = getattr(load, "case_seed", None)
+    if choice is None:
+        choice = "exam" if seed is not None and any(seed.picks.values()) else "auto"
+    try:
+        if choice == "auto":
+            case = Case(study)
+            auto = engine.auto_pick(study)
+            auto.apply(case)
+            source = f"auto (dominant lesion at {auto.extent[0]:.1f}..{auto.extent[1]:.1f} mm on {auto.reference})"
+        elif choice == "exam":
+            if seed is None or not any(seed.picks.values()):
+                _say(f"{args.exam}: the exam brings no picks; use --picks auto or a picks file")
+                return EXIT_INPUT
+            case = Case(study)
+            seed.apply(case)
+            source = "from the exam"
+        else:
+            case, kind = picks_from_file(Path(choice), study)
+            source = f"{kind} {choice}"
+        findings = engine.analyze(case, assume_windows=args.assume_windows, apply=True)
+    except AutoPickError as exc:
+        _say(f"{args.exam}: {exc}")
+        return EXIT_NO_LESION
+    except PhaseMatchError as exc:
+        _say(f"{args.exam}: {exc}")
+        return EXIT_UNMATCHED
+    except IntensityError as exc:
+        _say(f"{args.exam}: {exc}")
+        return EXIT_INTENSITY
+    except AnalysisCancelled as exc:
+        _say(str(exc))
+        return EXIT_CANCELLED
+    except (AnalysisError, ValueError) as exc:
+        _say(str(exc))
+        return EXIT_INPUT
+
+    print(f"exam: {args.exam}  patient {study.patient_id or '-'}  study {study.study_uid or '-'}")
+    print(_table(findings, source, engine.load_seconds))
+    if args.json:
+        from liverview.study.atomic import write_json_atomic
+
+        write_json_atomic(args.json, findings.to_dict())
+        print(f"findings written to {args.json}")
+    if args.png:
+        from liverview.engine.overlay import write_overlays
+
+        written = write_overlays(study, findings, args.png, engine.windows)
+        print(f"{len(written)} overlay PNGs written to {args.png}")
+    return EXIT_OK
