@@ -1,0 +1,35 @@
+"""Persistent viewer settings (an INI file in the user's config folder): recent exams, layout."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSettings
+
+from liverview.qt.paths import settings_file
+
+MAX_RECENT = 10
+
+
+def settings() -> QSettings:
+    return QSettings(str(settings_file()), QSettings.Format.IniFormat)
+
+
+def recent_exams() -> list[str]:
+    value = settings().value("recent/exams", [])
+    if isinstance(value, str):  # QSettings returns a bare string for one-element lists
+        value = [value]
+    return [str(v) for v in (value or []) if v]
+
+
+def add_recent_exam(path: str) -> list[str]:
+    items = [path] + [p for p in recent_exams() if p != path]
+    items = items[:MAX_RECENT]
+    s = settings()
+    s.setValue("recent/exams", items)
+    s.sync()
+    return items
+
+
+def clear_recent_exams() -> None:
+    s = settings()
+    s.remove("recent/exams")
+    s.sync()

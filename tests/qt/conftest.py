@@ -1,0 +1,52 @@
+"""Fixtures for the viewer tests: offscreen Qt, a private LIVERVIEW_HOME, small synthetic and phantom exams."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from liverview.study.case import PhaseSource, Study  # noqa: E402
+from liverview.study.phases import PHASES  # noqa: E402
+from liverview.study.volume import Volume  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def liverview_home(tmp_path, monkeypatch):
+    """Settings, case files, logs and the demo cache go to a fresh folder per test."""
+    home = tmp_path / "lv-home"
+    monkeypatch.setenv("LIVERVIEW_HOME", str(home))
+    return home
+
+
+def synthetic_study(n_slices: int = 24, size: int = 64, shift_mm: float = 0.0, uid: str = "1.2.826.0.1.99") -> Study:
+    """Four phases of a bright disc ("lesion") in noise; phase k is shifted by k * shift_mm in z."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:size, :size]
+    volumes, sources = {}, {}
+    for i, p in enumerate(PHASES):
+        px = rng.normal(40.0, 10.0, (n_slices, size, size)).astype(np.float32)
+        disc = (xx - size * 0.6) ** 2 + (yy - size * 0.4) ** 2 < (size * 0.12) ** 2
+        for k in range(n_slices // 3, 2 * n_slices // 3):
+            px[k][disc] += 100.0 + 20 * i
+        affine = np.diag([0.8, 0.8, 2.0, 1.0])
+        affine[:3, 3] = [-25.0, -25.0, -20.0 + i * shift_mm]
+        volumes[p] = Volume(px, affine, series_uid=f"{uid}.{i}", description=f"series {p}")
+        sources[p] = PhaseSource(series_uid=f"{uid}.{i}", description=f"series {p}", evidence=["test"], confidence=1.0)
+    return Study(volumes=volumes, sources=sources, study_uid=uid, patient_id="TEST", path="/nonexistent/test")
+
+
+@pytest.fixture
+def window(qtbot):
+    from liverview.qt.main_window import MainWindow
+
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.resize(1300, 900)
+    w.show()
+    qtbot.waitExposed(w)
+    yield w
+    w.shutdown()
