@@ -187,3 +187,19 @@ def test_autopick_three_positions_per_phase_inside_the_volume(engine, make_case)
     assert all(lo - 1e-6 <= z <= hi + 1e-6 for z in picks.picks["V"]) or hi - lo < 3 * study.volumes["V"].spacing[0]
     picks.apply(case)
     assert engine.analyze(case).composites
+
+
+@pytest.mark.parametrize("backbone", ["densenet121", "vit"])
+def test_other_backbones_analyze_end_to_end(tmp_path, backbone, make_case):
+    from liverview.engine.bundle import make_random_bundle
+
+    make_random_bundle(tmp_path / backbone, backbone=backbone, input_size=64, det_input_size=64, seed=1)
+    engine = Engine(tmp_path / backbone)
+    f = engine.analyze(make_case(user_box=True))
+    for c in f.composites:
+        assert sum(c.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+        for exp in c.explanations.values():
+            assert exp.maps["V"].shape == (64, 80)
+            assert exp.maps["V"].max() <= 1.0 and exp.roi_cam.shape == (64, 64)
+            assert sum(exp.attribution.values()) == pytest.approx(1.0)
+    assert f.to_dict()["bundle"]["manifest_sha256"] == engine.bundle.manifest_sha256
