@@ -13,7 +13,7 @@ printed too. Runs are interleaved; medians count. Printed targets:
 
 Bundle: resources/models/default when present, else a random bundle of the intended default
 configuration (YOLOv8n at 256 px detector input, ResNet18 classifiers at 128 px).
-Exam: liverview.phantom.render_exam when available, else synthetic 512 x 512 volumes.
+Exam: liverview.phantom.render_exam (512 x 512, its truth picks) when available, else synthetic 512 x 512 volumes.
 
     python benchmarks/analyze.py [--bundle DIR] [--repeat 7] [--matrix 512]
 """
@@ -58,29 +58,30 @@ def make_case(matrix: int):
     from liverview.study.case import Case, Study
     from liverview.study.volume import Volume
 
-    source = "synthetic"
     try:
         from liverview.phantom import render_exam  # type: ignore[attr-defined]
-
-        volumes, truth = render_exam(0)
-        source = "phantom render_exam(seed=0)"
-    except (ImportError, AttributeError, TypeError):
-        volumes, truth = synthetic_volumes(matrix), None
+    except ImportError:
+        render_exam = None
     study = Study(study_uid="bench", patient_id="BENCH")
-    for p, px in volumes.items():
-        affine = np.diag([0.7, 0.7, 2.5, 1.0])
-        study.volumes[p] = Volume(np.asarray(px, dtype=np.float32), affine)
     case = Case(study)
-    picks_from_truth = isinstance(truth, dict) and isinstance(truth.get("picks"), dict)
-    for p, vol in study.volumes.items():
-        if picks_from_truth and truth["picks"].get(p):
-            positions = [float(z["position"]) if isinstance(z, dict) else float(z) for z in truth["picks"][p]]
-        else:
-            n = vol.pixels.shape[0]
-            positions = [vol.position_of(k) for k in (int(0.4 * n), n // 2, int(0.6 * n))]
-        case.set_picks(p, positions)
+    if render_exam is not None:
+        volumes, truth = render_exam(0, matrix=matrix)
+        dy, dx = truth["pixel_spacing"]
+        for p, px in volumes.items():
+            t = truth["phases"][p]
+            affine = np.diag([dx, dy, truth["slice_thickness"], 1.0])
+            affine[2, 3] = t["positions"][0]
+            study.volumes[p] = Volume(np.asarray(px, dtype=np.float32), affine)
+            case.set_picks(p, t["picks"])
+        source = f"phantom render_exam(0, matrix={matrix}) ({truth['class']}), truth picks"
+    else:
+        for p, px in synthetic_volumes(matrix).items():
+            vol = study.volumes[p] = Volume(px, np.diag([0.7, 0.7, 2.5, 1.0]))
+            n = px.shape[0]
+            case.set_picks(p, [vol.position_of(k) for k in (int(0.4 * n), n // 2, int(0.6 * n))])
+        source = "synthetic volumes (liverview.phantom not available)"
     shape = next(iter(study.volumes.values())).pixels.shape
-    return case, f"{source}, {len(study.volumes)} phases x {shape[0]} slices of {shape[1]} x {shape[2]}"
+    return case, f"{source}; {len(study.volumes)} phases x {shape[0]} slices of {shape[1]} x {shape[2]}"
 
 
 def bundle_dir(arg: str | None, tmp: Path) -> tuple[Path, str]:
@@ -137,7 +138,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", help="bundle folder (default: resources/models/default, else a random default-config bundle)")
     ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--matrix", type=int, default=512, help="synthetic exam matrix when the phantom is not available")
+    ap.add_argument("--matrix", type=int, default=512, help="exam matrix (phantom or synthetic)")
     args = ap.parse_args()
 
     torch.set_num_threads(2)

@@ -62,17 +62,23 @@ def _load_study(path: str):
 
 
 def truth_picks(data: dict) -> dict[str, list[float]]:
-    """Picks from a phantom truth.json: {"picks": {phase: [positions mm | {"position": mm}]}}."""
-    picks = data.get("picks")
-    if not isinstance(picks, dict):
-        raise ValueError("no 'picks' object (phase -> slice positions)")
+    """Picks from a phantom truth.json ({"phases": {phase: {"picks": [mm, ...]}}}) or a plain
+    picks file ({"picks": {phase: [mm, ...]}}); positions are slice positions in mm."""
+    phases = data.get("phases")
+    if isinstance(phases, dict) and any(isinstance(v, dict) and "picks" in v for v in phases.values()):
+        picks = {p: v.get("picks") or [] for p, v in phases.items() if isinstance(v, dict)}
+    elif isinstance(data.get("picks"), dict):
+        picks = data["picks"]
+    else:
+        raise ValueError("no picks (phases.<phase>.picks or picks.<phase>: slice positions in mm)")
     out = {}
     for phase, items in picks.items():
+        if not isinstance(items, list):
+            raise ValueError(f"picks of phase {phase}: expected a list of positions, got {items!r}")
         positions = []
-        for item in items:
-            z = item.get("position", item.get("z")) if isinstance(item, dict) else item
-            if not isinstance(z, (int, float)):
-                raise ValueError(f"picks.{phase}: expected slice positions in mm, got {item!r}")
+        for z in items:
+            if isinstance(z, bool) or not isinstance(z, (int, float)):
+                raise ValueError(f"picks of phase {phase}: expected slice positions in mm, got {z!r}")
             positions.append(float(z))
         out[phase] = positions
     return out

@@ -57,7 +57,8 @@ def test_picks_from_case_file_keep_user_boxes(four_phase_exam, random_bundle, tm
 
 
 def test_picks_from_truth_json(four_phase_exam, random_bundle, tmp_path, capsys):
-    truth = {"picks": {p: [5.0, 12.5, 20.0] for p in "PAVD"}}
+    # the phantom's truth.json layout: phases.<phase>.picks in mm
+    truth = {"schema": "liverview.phantom.truth", "phases": {p: {"picks": [5.0, 12.5, 20.0]} for p in "PAVD"}}
     (tmp_path / "truth.json").write_text(json.dumps(truth))
     out = tmp_path / "f.json"
     rc = main(["analyze", str(four_phase_exam), "--bundle", str(random_bundle), "--picks", str(tmp_path / "truth.json"), "--json", str(out)])
