@@ -181,6 +181,8 @@ def validate_manifest(m: Any, where: Path) -> None:
         raise _fail(where, "models.detector.arch", f"expected yolov8n/s/m/l/x, got {det.get('arch')!r}")
     if det.get("channels") != len(PHASES):
         raise _fail(where, "models.detector.channels", f"expected {len(PHASES)}, got {det.get('channels')!r}")
+    if det["input_size"] % 32:
+        raise _fail(where, "models.detector.input_size", f"must be a multiple of 32 (YOLOv8 stride), got {det['input_size']}")
     for k in ("conf", "iou"):
         if not _prob(det.get(k)):
             raise _fail(where, f"models.detector.{k}", f"expected a number in [0, 1], got {det.get(k)!r}")

@@ -15,7 +15,7 @@ import torch
 from pytorch_grad_cam import GradCAM
 from torch import nn
 
-from liverview.engine.bundle import Bundle
+from liverview.engine.bundle import Bundle, BundleError
 from liverview.engine.networks import build_classifier, cam_reshape_transform, cam_target_layer
 from liverview.study.phases import PHASES
 
@@ -51,25 +51,31 @@ class Classifier:
 def load_classifier(bundle: Bundle, key: str) -> Classifier:
     """Build the network the manifest describes and load its verified weights (strict)."""
     entry = bundle.model(key)
-    net = build_classifier(entry["backbone"], len(entry["classes"]), len(PHASES), int(entry["input_size"]), entry.get("arch_args"))
+    where = bundle.folder / entry["file"]
+    try:
+        net = build_classifier(entry["backbone"], len(entry["classes"]), len(PHASES), int(entry["input_size"]), entry.get("arch_args"))
+    except (ValueError, TypeError) as exc:
+        raise BundleError(f"{bundle.folder / 'manifest.json'}: models.{key}: cannot build the network ({exc})") from None
     state = bundle.state_dict(key)
     own = net.state_dict()
     try:
         net.load_state_dict({k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}, strict=True)
     except RuntimeError as exc:
-        from liverview.engine.bundle import BundleError
-
         first = str(exc).strip().splitlines()[0]
-        raise BundleError(f"{bundle.folder / entry['file']}: weights do not fit the {entry['backbone']} the manifest describes ({first})") from None
+        raise BundleError(f"{where}: weights do not fit the {entry['backbone']} the manifest describes ({first})") from None
     net.float().eval()
     for p in net.parameters():
         p.requires_grad_(False)  # CAM needs activation and input gradients only
     norm = entry["normalisation"]
+    try:
+        layer = cam_target_layer(net, entry["backbone"], entry["cam_target_layer"])
+    except ValueError as exc:
+        raise BundleError(f"{bundle.folder / 'manifest.json'}: models.{key}.cam_target_layer: {exc}") from None
     return Classifier(
         key=key,
         entry=entry,
         net=net,
-        layer=cam_target_layer(net, entry["backbone"], entry["cam_target_layer"]),
+        layer=layer,
         reshape=cam_reshape_transform(net, entry["backbone"]),
         mean=torch.tensor(norm["mean"], dtype=torch.float32).view(-1, 1, 1),
         std=torch.tensor(norm["std"], dtype=torch.float32).view(-1, 1, 1),

@@ -124,3 +124,22 @@ def test_no_bundle_and_broken_json_are_one_line_errors(tmp_path):
     (tmp_path / "b" / "manifest.json").write_text("{not json")
     with pytest.raises(BundleError, match="not valid JSON"):
         load_bundle(tmp_path / "b")
+
+
+def test_engine_refuses_weights_that_do_not_fit_the_manifest(tmp_path, random_bundle):
+    from liverview.engine.analyze import Engine
+
+    folder = _copy(random_bundle, tmp_path / "mismatch")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["models"]["benign"]["backbone"] = "densenet121"
+    manifest["models"]["benign"]["arch_args"] = {}
+    manifest["models"]["benign"]["cam_target_layer"] = "features.norm5"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=r"benign\.safetensors: weights do not fit the densenet121"):
+        Engine(folder)
+
+    manifest["models"]["benign"] = json.loads((random_bundle / "manifest.json").read_text())["models"]["benign"]
+    manifest["models"]["benign"]["cam_target_layer"] = "layer9"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="cam_target_layer"):
+        Engine(folder)
