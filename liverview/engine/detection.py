@@ -18,16 +18,17 @@ def run_detector(detector, entry: dict, images: Sequence[np.ndarray], max_det: i
 
 
 def phase_boxes(study: Study, composite: Composite, box: Sequence[float]) -> dict[str, PhaseBox]:
-    """A composite-grid box on the slice of every phase the composite used."""
+    """A composite-grid box on the slice of every phase the composite used, with patient-space corners."""
     out = {}
     for p in composite.phases_used:
         vol = study.volumes[p]
         sx, sy = composite.scale.get(p, (1.0, 1.0))
         k = vol.index_at(composite.positions[p])
         x0, y0, x1, y1 = box[0] / sx, box[1] / sy, box[2] / sx, box[3] / sy
+        # box coordinates are pixel edges (pixel i spans [i, i+1)); the affine maps pixel centres
         patient = [
-            [float(c) for c in vol.to_patient(x0, y0, k)],
-            [float(c) for c in vol.to_patient(x1, y1, k)],
+            [float(c) for c in vol.to_patient(x0 - 0.5, y0 - 0.5, k)],
+            [float(c) for c in vol.to_patient(x1 - 0.5, y1 - 0.5, k)],
         ]
         out[p] = PhaseBox(p, vol.position_of(k), int(k), (x0, y0, x1, y1), patient)
     return out

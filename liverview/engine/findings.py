@@ -38,7 +38,7 @@ def _rect(b) -> list[float]:
 
 @dataclass
 class PhaseBox:
-    """A box on one phase's slice: pixel rect (col, row) and its two corners in patient space (LPS mm)."""
+    """A box on one phase's slice: pixel rect (col, row; pixel i spans [i, i+1)) and its corners in patient space (LPS mm)."""
 
     phase: str
     position: float

@@ -57,7 +57,8 @@ def test_a_detected_box_per_composite_in_every_phase(engine, case):
         for p, pb in top.phases.items():
             vol = case.study.volumes[p]
             assert pb.slice_index == vol.index_at(c.positions[p])
-            assert np.allclose(pb.patient[0], vol.to_patient(pb.box[0], pb.box[1], pb.slice_index))
+            # pixel edges: the box corner (x0, y0) lies half a pixel before pixel centre (x0, y0)
+            assert np.allclose(pb.patient[0], vol.to_patient(pb.box[0] - 0.5, pb.box[1] - 0.5, pb.slice_index))
 
 
 def test_user_box_drives_the_roi_and_cam_is_registered_per_phase(engine, make_case):
