@@ -22,7 +22,7 @@ SELECTED = "#ffff00"
 def box_caption(box: Box) -> str:
     if box.origin == "ai":
         score = f" {box.score:.2f}" if box.score is not None else ""
-        return f"AI{score}" + ("" if box.accepted else "  (Enter accepts)")
+        return f"AI{score}" + (" ✓" if box.accepted else "")
     return "" if box.origin == "user" else box.origin
 
 

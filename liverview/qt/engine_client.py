@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
+import subprocess
+import sys
 import threading
 from multiprocessing import shared_memory
+from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
@@ -62,7 +66,7 @@ class EngineClient(QObject):
         self.card: dict[str, Any] | None = None
         self.bundle_error = ""
         self.bundle_target = ""
-        self.process: mp.Process | None = None
+        self.process = None  # subprocess.Popen, or multiprocessing.Process off POSIX
         self._requests = None
         self._reader: _ReplyReader | None = None
         self._next_job = 1
@@ -74,17 +78,10 @@ class EngineClient(QObject):
 
     # ---- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
-        if self.process is not None and self.process.is_alive():
+        if self._alive():
             return
-        ctx = mp.get_context("spawn")
-        req_r, req_w = ctx.Pipe(duplex=False)
-        rep_r, rep_w = ctx.Pipe(duplex=False)
-        self.process = ctx.Process(target=serve, args=(req_r, rep_w, self.threads), name="liverview-engine", daemon=True)
-        self.process.start()
-        req_r.close()
-        rep_w.close()
-        self._requests = req_w
-        self._reader = _ReplyReader(rep_r)
+        self._requests, reader = self._launch()
+        self._reader = _ReplyReader(reader)
         self._reader.message.connect(self._on_message)
         self._reader.start()
         self._set_state("starting")
@@ -92,10 +89,41 @@ class EngineClient(QObject):
         if self._study_token is not None and self._study_msg is not None:
             self._send(*self._study_msg)
 
+    def _launch(self):
+        """Start `python -m liverview.qt.engine_process` with two pipes; (request writer, reply reader).
+
+        A plain subprocess (not multiprocessing's spawn, which re-runs the parent's main
+        script) so the engine starts the same way whatever launched the viewer.
+        """
+        if os.name != "posix":  # no fd passing: multiprocessing's spawn does the plumbing
+            ctx = mp.get_context("spawn")
+            req_r, req_w = ctx.Pipe(duplex=False)
+            rep_r, rep_w = ctx.Pipe(duplex=False)
+            self.process = ctx.Process(target=serve, args=(req_r, rep_w, self.threads), name="liverview-engine", daemon=True)
+            self.process.start()
+            req_r.close()
+            rep_w.close()
+            return req_w, rep_r
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        cmd = [sys.executable, "-m", "liverview.qt.engine_process", str(req_r), str(rep_w), str(self.threads)]
+        try:
+            self.process = subprocess.Popen(cmd, pass_fds=(req_r, rep_w), stdin=subprocess.DEVNULL)
+        finally:
+            os.close(req_r)
+            os.close(rep_w)
+        return Connection(req_w, readable=False), Connection(rep_r, writable=False)
+
+    def _alive(self) -> bool:
+        p = self.process
+        if p is None:
+            return False
+        return p.is_alive() if isinstance(p, mp.process.BaseProcess) else p.poll() is None
+
     def set_bundle(self, folder: str | None) -> None:
         self.bundle_dir = folder
         self.card = None
-        if self.process is None or not self.process.is_alive():
+        if not self._alive():
             self.start()
         else:
             self._set_state("loading")
@@ -109,16 +137,29 @@ class EngineClient(QObject):
                 self._send("stop")
             except Exception:
                 pass
-            proc.join(timeout)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(2.0)
+            if isinstance(proc, mp.process.BaseProcess):
+                proc.join(timeout)
+                if proc.is_alive():
+                    proc.terminate()
+                    proc.join(2.0)
+            else:
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    proc.terminate()
+                    try:
+                        proc.wait(2.0)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
             self.process = None
+        if self._requests is not None:
+            self._requests.close()
+            self._requests = None
         if self._reader is not None:
             self._reader.wait(3000)
             self._reader = None
         self._release_shms()
-        self._set_state("stopped")
 
     def busy(self) -> bool:
         return bool(self.jobs)
@@ -160,7 +201,7 @@ class EngineClient(QObject):
         meta = dict(meta, token=token)
         self._study_msg = ("study", meta, specs)
         self.study_ready_token = None
-        if self.process is not None and self.process.is_alive():
+        if self._alive():
             self._send(*self._study_msg)
 
     def _release_shms(self) -> None:
@@ -183,11 +224,11 @@ class EngineClient(QObject):
         return self._job("auto_pick")
 
     def cancel(self, job: int) -> None:
-        if job in self.jobs and self.process is not None and self.process.is_alive():
+        if job in self.jobs and self._alive():
             self._send("cancel", job)
 
     def _job(self, kind: str, *payload) -> int:
-        if self.process is None or not self.process.is_alive():
+        if not self._alive():
             self.start()
         job = self._next_job
         self._next_job += 1

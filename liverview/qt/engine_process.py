@@ -91,7 +91,7 @@ class _Server:
         self.shms = []
         volumes = {}
         for spec in specs:
-            shm = shared_memory.SharedMemory(name=spec["shm"])
+            shm = _attach(spec["shm"])
             self.shms.append(shm)
             pixels = np.ndarray(tuple(spec["shape"]), dtype=np.dtype(spec["dtype"]), buffer=shm.buf)
             pixels.flags.writeable = False
@@ -180,6 +180,20 @@ class _Server:
             shm.close()
 
 
+def _attach(name: str) -> shared_memory.SharedMemory:
+    """Attach to the GUI's shared memory without adopting it: before Python 3.13 attaching
+    registers the segment with this process's resource tracker, which would unlink it when
+    the engine process ends while the GUI still owns it."""
+    shm = shared_memory.SharedMemory(name=name)
+    try:
+        from multiprocessing import resource_tracker
+
+        resource_tracker.unregister(shm._name, "shared_memory")  # noqa: SLF001 - see docstring
+    except Exception:
+        pass
+    return shm
+
+
 def _one_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     msg = lines[0] if lines else ""
@@ -192,4 +206,24 @@ def serve(requests, replies, threads: int = 0) -> None:
     """Entry point of the engine process."""
     if threads:
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    if hasattr(os, "nice"):
+        try:
+            os.nice(5)  # the radiologist's window comes first when the CPU is short
+        except OSError:
+            pass
     _Server(requests, replies, threads).run()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m liverview.qt.engine_process REQUEST_FD REPLY_FD [THREADS]` (started by EngineClient)."""
+    import sys
+    from multiprocessing.connection import Connection
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    requests = Connection(int(args[0]), writable=False)
+    replies = Connection(int(args[1]), readable=False)
+    serve(requests, replies, int(args[2]) if len(args) > 2 else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -51,7 +51,7 @@ class Bar(QWidget):
     def paintEvent(self, event) -> None:
         p = QPainter(self)
         r = self.rect().adjusted(0, 2, -1, -2)
-        label_w = 120
+        label_w = min(150, max(60, r.width() // 3))
         p.setPen(QColor("#e0e0e0"))
         f = p.font()
         f.setBold(self.bold)
@@ -87,6 +87,8 @@ class FindingsPanel(QWidget):
         self.final.setStyleSheet("font-size: 15pt; font-weight: bold;")
         self.stage1 = QLabel()
         self.stage2 = QLabel()
+        for lab in (self.final, self.stage1, self.stage2):
+            lab.setWordWrap(True)
         self.consistency = QLabel()
         self.consistency.setWordWrap(True)
         form.addRow("Result", self.final)
@@ -120,6 +122,7 @@ class FindingsPanel(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setMinimumHeight(110)
+        self.table.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         compl.addWidget(self.table)
         self.phases_label = QLabel()
         self.phases_label.setWordWrap(True)

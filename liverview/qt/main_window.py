@@ -100,7 +100,7 @@ class MainWindow(QMainWindow):
         self.grid.sigHover.connect(self._hover)
         self.grid.sigBoxDrawn.connect(self._box_drawn)
         self.grid.sigBoxChanged.connect(self._box_changed)
-        self.grid.sigBoxSelected.connect(self.grid.select_box)
+        self.grid.sigBoxSelected.connect(self._box_selected)
         self.grid.sigMessage.connect(lambda m: self.statusBar().showMessage(m, 5000))
         self.grid.sigActiveChanged.connect(lambda p: self.statusBar().showMessage(f"active phase: {p}", 2000))
         self.grid.sigWindowChanged.connect(self._sync_window_widgets)
@@ -150,6 +150,7 @@ class MainWindow(QMainWindow):
         lay.addWidget(self.findings)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(holder)
         dock = QDockWidget("Analysis", self)
         dock.setObjectName("findings")
@@ -774,6 +775,13 @@ class MainWindow(QMainWindow):
         else:
             self.case.update_box(box_id, x0=x0, y0=y0, x1=x1, y1=y1)
         self.grid.select_box(box_id)
+
+    def _box_selected(self, box_id: str) -> None:
+        self.grid.select_box(box_id)
+        box = self._selected()
+        if box is not None and box.origin == "ai" and not box.accepted:
+            score = f" (score {box.score:.2f})" if box.score is not None else ""
+            self.statusBar().showMessage(f"AI box{score}: Enter accepts it, dragging makes it yours, Delete removes it", 6000)
 
     def _selected(self) -> Box | None:
         if self.case is None or not self.grid.selected_box:

@@ -14,6 +14,7 @@ from liverview.study.case import Box, Case
 from liverview.study.phases import PHASES, WINDOWS
 
 LAYOUTS = ("2x2", "1x4", "single")
+MAX_AI_SHOWN = 3
 
 # name -> (level, width) in HU; "METHOD" gives every phase its own METHOD.md window.
 PRESETS: dict[str, tuple[float, float] | None] = {
@@ -182,8 +183,7 @@ class PhaseGrid(pg.GraphicsLayoutWidget):
             picks = case.picks.get(p, []) if case is not None else []
             rank = next((i for i, q in enumerate(picks) if abs(q - pos) <= 1e-3), None)
             v.set_picked(rank is not None, rank)
-            boxes = case.boxes_on(p, pos) if case is not None else []
-            self.box_layers[p].show([b for b in boxes if b.origin != "truth"], self.selected_box)
+            self.box_layers[p].show(self.shown_boxes(p, pos), self.selected_box)
             self._show_cam(v)
 
     def _show_cam(self, v: PhaseView) -> None:
@@ -258,8 +258,13 @@ class PhaseGrid(pg.GraphicsLayoutWidget):
         for v in self.views.values():
             v.draw_mode = on
 
-    def boxes_shown(self, phase: str) -> list[Box]:
-        v = self.views[phase]
-        if self.case is None or v.position is None:
+    def shown_boxes(self, phase: str, position: float | None = None) -> list[Box]:
+        """The boxes drawn on a phase's slice: every user box, accepted AI boxes, and the
+        MAX_AI_SHOWN best-scoring unaccepted AI boxes (an untrained detector proposes dozens)."""
+        position = self.views[phase].position if position is None else position
+        if self.case is None or position is None:
             return []
-        return self.case.boxes_on(phase, v.position)
+        boxes = [b for b in self.case.boxes_on(phase, position) if b.origin != "truth"]
+        proposals = sorted((b for b in boxes if b.origin == "ai" and not b.accepted), key=lambda b: -(b.score or 0.0))
+        hidden = {b.id for b in proposals[MAX_AI_SHOWN:] if b.id != self.selected_box}
+        return [b for b in boxes if b.id not in hidden]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, str(Path(__file__).parent))  # qt_mouse: the tests' mouse helpers
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -50,3 +53,12 @@ def window(qtbot):
     qtbot.waitExposed(w)
     yield w
     w.shutdown()
+
+
+@pytest.fixture
+def shown(window, qtbot):
+    """The window showing a synthetic four-phase study (phases offset by 1 mm in z)."""
+    window._show_study(synthetic_study(shift_mm=1.0))
+    window.activateWindow()
+    qtbot.waitUntil(lambda: window.grid.views["P"].index >= 0)
+    return window
