@@ -423,6 +423,13 @@ def _pixel_element(fp, encoding: tuple[bool | None, bool | None], file_size: int
 _QUICK_WANTED = frozenset([*_TAG.values(), 0x00283000, 0x52009229, 0x52009230])
 
 
+_NOTHING = "unreadable DICOM header: no SOP class, UIDs or image elements"
+
+
+def _identifies(values: dict[str, Any]) -> bool:
+    return any(k in values for k in ("SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID", "Rows"))
+
+
 def _native_le(ts: str) -> bool:
     uid = UID(ts)
     return uid.is_transfer_syntax and not uid.is_compressed and not uid.is_deflated and uid.is_little_endian
@@ -446,8 +453,11 @@ def read_header(path: str | os.PathLike) -> SliceHeader | str:
                 if q.media_sop_class == DICOMDIR_SOP_CLASS:
                     return "DICOMDIR index file (its images are read directly)"
                 native = q.pixel_keyword == "PixelData" and _native_le(q.transfer_syntax)
+                values = values_from_raw(q.elements)
+                if not _identifies(values):
+                    return _NOTHING
                 return SliceHeader(
-                    path=path, v=values_from_raw(q.elements), transfer_syntax=q.transfer_syntax,
+                    path=path, v=values, transfer_syntax=q.transfer_syntax,
                     pixel_keyword=q.pixel_keyword, pixel_offset=q.pixel_offset if native else None,
                     pixel_length=q.pixel_length if native else None, file_size=size,
                     has_lut=0x00283000 in q.elements,
@@ -485,8 +495,11 @@ def read_header(path: str | os.PathLike) -> SliceHeader | str:
         return f"unreadable DICOM header: {one_line(exc) or type(exc).__name__}"
     if keyword != "PixelData" or not _native_le(ts):
         offset = length = None
+    values = fast_values(ds)
+    if not _identifies(values):
+        return _NOTHING
     return SliceHeader(
-        path=path, v=fast_values(ds), transfer_syntax=ts, pixel_keyword=keyword,
+        path=path, v=values, transfer_syntax=ts, pixel_keyword=keyword,
         pixel_offset=offset, pixel_length=length, file_size=size,
         has_lut=ds.get_item(0x00283000) is not None,
         has_frame_groups=ds.get_item(0x52009230) is not None or ds.get_item(0x52009229) is not None, _ds=ds,
