@@ -73,7 +73,11 @@ def engine_composites(case: Case, windows: dict[str, tuple[float, float]], mode:
 
 
 class Engine:
-    """A loaded bundle: detector and the three classifiers, verified once, reused for every case."""
+    """A loaded bundle: detector and the three classifiers, verified once, reused for every case.
+
+    One analysis at a time per Engine (Grad-CAM hooks sit on the shared networks): run it in
+    one worker thread or process.
+    """
 
     def __init__(self, bundle_dir: str | os.PathLike | None = None) -> None:
         t0 = time.perf_counter()
@@ -91,6 +95,7 @@ class Engine:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise BundleError(f"{folder / det['file']}: detector weights do not fit {det['arch']} ({first})") from None
         self.classifiers: dict[str, Classifier] = {k: load_classifier(self.bundle, k) for k in ("stage1", *BRANCHES)}
+        self.bundle.release()
         self.windows = bundle_windows(self.bundle.manifest)
         self.load_seconds = time.perf_counter() - t0
 
@@ -281,11 +286,13 @@ class Engine:
             apply_findings(case, findings)
         return findings
 
-    def auto_pick(self, study, cancel: Cancel | None = None, reference: str = "V"):
+    def auto_pick(self, study, cancel: Cancel | None = None, reference: str = "V", progress: Progress | None = None):
         """Propose three slices per phase around the dominant lesion (see autopick.auto_pick)."""
         from liverview.engine.autopick import auto_pick
 
-        return auto_pick(study, self.detector, self.manifest["models"]["detector"], self.windows, reference, cancel=cancel)
+        return auto_pick(
+            study, self.detector, self.manifest["models"]["detector"], self.windows, reference, cancel=cancel, progress=progress
+        )
 
     def _notices(self) -> list[str]:
         notice = self.manifest.get("research_notice")

@@ -109,6 +109,7 @@ def auto_pick(
     max_slices: int = 48,
     batch: int = 16,
     cancel: Callable[[], bool] | None = None,
+    progress: Callable[[float, str], None] | None = None,
 ) -> AutoPicks:
     """Propose three picks per phase around the dominant lesion found on `reference` (V, else the first phase)."""
     from liverview.engine.detection import run_detector
@@ -126,6 +127,8 @@ def auto_pick(
             from liverview.engine.analyze import AnalysisCancelled
 
             raise AnalysisCancelled("automatic picking cancelled")
+        if progress is not None:
+            progress(start / len(indices), f"scanning phase {ref} slices {first}..{last} for the lesion")
         chunk = indices[start : start + batch]
         images = []
         for k in chunk:
@@ -158,4 +161,6 @@ def auto_pick(
     lo, hi = min(z0, z1) - step / 2, max(z0, z1) + step / 2
     targets = [lo + (i + 0.5) * (hi - lo) / 3.0 for i in range(3)]
     picks = {p: _three(study.volumes[p], targets) for p in PHASES if p in study.volumes}
+    if progress is not None:
+        progress(1.0, f"lesion found on {len(run)} scanned slices of phase {ref}")
     return AutoPicks(ref, (lo, hi), picks, dets, (first, last), [dets[i].index for i in run])

@@ -60,10 +60,16 @@ class Bundle:
     def state_dict(self, key: str) -> dict[str, torch.Tensor]:
         """The weights of model `key` (detector, stage1, benign, malignant) from the verified bytes."""
         filename = self.model(key)["file"]
+        if filename not in self._blobs:
+            raise BundleError(f"{self.folder / filename}: weights already released; load the bundle again")
         try:
             return _st_load(self._blobs[filename])
         except Exception as exc:  # safetensors raises its own error types
             raise BundleError(f"{self.folder / filename}: not a readable safetensors file ({exc})") from None
+
+    def release(self) -> None:
+        """Drop the weight bytes once the networks are built (state_dict() is unavailable after)."""
+        self._blobs.clear()
 
     def describe(self) -> dict[str, Any]:
         """Who produced a finding: name, version, manifest hash, folder, training data, notice."""

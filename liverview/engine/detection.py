@@ -43,14 +43,22 @@ def to_detections(study: Study, composite: Composite, found: np.ndarray) -> list
 
 def ai_boxes(case: Case, composites: Sequence[CompositeFinding]) -> list[Box]:
     """The detections as unaccepted AI boxes, keeping AI boxes a reader already accepted: a slice
-    with an accepted AI box gets no new ones."""
+    with an accepted AI box gets no new ones. A slice shared by several composites (PKCP "all"
+    mode) takes the detections of the composite that scored highest on it."""
     kept = [b for b in case.boxes if b.origin == "ai" and b.accepted]
     taken = {(b.phase, round(b.position, 3)) for b in kept}
-    new = []
+    best: dict[tuple[str, float], tuple[float, list[Box]]] = {}
     for comp in composites:
+        per_slice: dict[tuple[str, float], list[Box]] = {}
+        top = comp.detections[0].score if comp.detections else 0.0
         for det in comp.detections:
             for p, pb in det.phases.items():
-                if (p, round(pb.position, 3)) in taken:
+                key = (p, round(pb.position, 3))
+                if key in taken:
                     continue
-                new.append(Box(p, pb.position, *pb.box, origin="ai", author="engine", score=det.score, accepted=False))
-    return kept + new
+                box = Box(p, pb.position, *pb.box, origin="ai", author="engine", score=det.score, accepted=False)
+                per_slice.setdefault(key, []).append(box)
+        for key, boxes in per_slice.items():
+            if key not in best or top > best[key][0]:
+                best[key] = (top, boxes)
+    return kept + [b for _, boxes in best.values() for b in boxes]

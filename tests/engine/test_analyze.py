@@ -204,3 +204,16 @@ def test_other_backbones_analyze_end_to_end(tmp_path, backbone, make_case):
             assert exp.maps["V"].max() <= 1.0 and exp.roi_cam.shape == (64, 64)
             assert sum(exp.attribution.values()) == pytest.approx(1.0)
     assert f.to_dict()["bundle"]["manifest_sha256"] == engine.bundle.manifest_sha256
+
+
+def test_all_mode_gives_one_set_of_ai_boxes_per_slice(engine, case):
+    f = engine.analyze(case, mode="all", apply=True)
+    assert len(f.composites) == 81
+    assert sum(f.exam.probabilities.values()) == pytest.approx(1.0)
+    ai = [b for b in case.boxes if b.origin == "ai"]
+    per_slice = {}
+    for b in ai:
+        per_slice.setdefault((b.phase, b.position), []).append(b)
+    assert len(per_slice) == 12
+    n_top = {len(v) for v in per_slice.values()}
+    assert max(n_top) <= 10  # one composite's detections (max_det), not 27 composites' worth
