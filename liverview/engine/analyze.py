@@ -14,6 +14,7 @@ import torch
 from liverview.engine.bundle import Bundle, BundleError, load_bundle
 from liverview.engine.compat import (
     AnalysisError,
+    PhaseMatchError,
     intensity_check,
     missing_phases,
     phase_match_problems,
@@ -113,8 +114,6 @@ class Engine:
             raise AnalysisError("case has no images loaded")
         problems = phase_match_problems(case.study)
         if problems:
-            from liverview.engine.compat import PhaseMatchError
-
             raise PhaseMatchError(problems[0])
         problems = pick_problems(case)
         if problems:
@@ -133,6 +132,11 @@ class Engine:
         apply: bool = False,
     ) -> Findings:
         """Detect, classify (two stages) and explain every composite of the case's picks.
+
+        ROI per composite: the readers' box (user, or AI accepted by a reader) else the top
+        detection else the whole image. Stage 2 runs both subtype models on every composite
+        (the four class probabilities need both); Grad-CAM explains stage 1 and the subtype
+        model of the exam-level stage-1 call, each for its predicted class per composite.
 
         `progress(fraction, message)` is called between steps and `cancel()` checked there; a
         cancel raises AnalysisCancelled and leaves the case untouched. With `apply` the findings

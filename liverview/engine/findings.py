@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 
 from liverview.engine.roi import RoiSquare
-from liverview.study.phases import PHASES
 
 SCHEMA = "liverview.findings"
 SCHEMA_VERSION = 1
@@ -252,7 +251,3 @@ def cam_for_phase(findings: dict[str, Any], composite: int, stage: str, phase: s
     square = RoiSquare(float(x0), float(y0), float(side), int(cam["input_size"]))
     grid = square_to_grid(decode_map(cam), square, tuple(comp["shape"]))
     return grid_to_phase(grid, tuple(slice_shape))
-
-
-def phase_order(phases) -> tuple[str, ...]:
-    return tuple(p for p in PHASES if p in set(phases))

@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from liverview.engine.analyze import AnalysisCancelled, Engine, apply_findings
+from liverview.engine.analyze import AnalysisCancelled, Engine
 from liverview.engine.bundle import BundleError
 from liverview.engine.compat import AnalysisError, IntensityError, PhaseMatchError
 from liverview.engine.findings import cam_for_phase
