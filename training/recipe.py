@@ -62,6 +62,7 @@ class Recipe:
     classifiers: dict = field(default_factory=dict)  # task -> ClassifierConfig
     n_boot: int = 1000
     render_workers: int = 1
+    render_args: dict = field(default_factory=dict)  # extra render_exam arguments (tests: n_slices)
     half_tolerance: float = 0.005  # largest metric change float16 may cause and still be shipped
 
     def __post_init__(self) -> None:
@@ -99,19 +100,23 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def cohort_for(spec: CohortSpec, matrix: int, work: Path, workers: int, log: Callable[[str], None]) -> Cohort:
+def cohort_for(spec: CohortSpec, matrix: int, work: Path, workers: int, log: Callable[[str], None],
+               render_args: dict | None = None) -> Cohort:
     """The spec's phantom cohort, read from the work folder when it was already rendered with the same spec."""
     path = work / "cohorts" / f"{spec.name}.npz"
     if path.exists():
         c = load_cohort(path)
         m = c.meta
-        if m.get("seed") == spec.seed and m.get("patients") == spec.patients and m.get("matrix") == matrix and m.get("mix") == spec.mix:
+        if (m.get("seed"), m.get("patients"), m.get("matrix"), m.get("mix"), m.get("render_args") or {}) == (
+            spec.seed, spec.patients, matrix, _shares(spec.mix), dict(render_args or {})
+        ):
             log(f"cohort {spec.name}: cached ({len(c)} patients)")
             return c
     t0 = time.time()
     from training.commands.common import Progress
 
-    c = phantom_cohort(spec.patients, spec.seed, spec.mix, matrix, workers, Progress(f"rendering {spec.name}", 30.0))
+    c = phantom_cohort(spec.patients, spec.seed, spec.mix, matrix, workers, Progress(f"rendering {spec.name}", 30.0),
+                       render_args)
     save_cohort(c, path)
     log(f"cohort {spec.name}: {len(c)} patients {c.counts()} rendered in {time.time() - t0:.0f} s")
     return c
@@ -126,7 +131,7 @@ def build(recipe: Recipe, out: str | Path, work: str | Path, device: str = "auto
     t_all = time.time()
 
     t = time.time()
-    cohorts = {s.name: cohort_for(s, recipe.matrix, work, recipe.render_workers, log)
+    cohorts = {s.name: cohort_for(s, recipe.matrix, work, recipe.render_workers, log, recipe.render_args)
                for s in (recipe.trainval, recipe.test17, recipe.heldout)}
     timings["cohorts"] = time.time() - t
     check_cohorts_disjoint(cohorts)
@@ -210,6 +215,12 @@ def build(recipe: Recipe, out: str | Path, work: str | Path, device: str = "auto
             shutil.copy(png, out / f"{name}_{png.name}")
     log(f"wrote {out} in {timings['total'] / 60:.1f} min")
     return report
+
+
+def _shares(mix) -> dict:
+    from liverview.phantom import parse_mix
+
+    return dict(parse_mix(dict(mix) if mix else None))
 
 
 def _cached_detector(folder: Path, cfg: DetectorConfig, log):

@@ -26,47 +26,22 @@ PAPER_MIX: dict[str, int] = {"HH": 77, "OBHT": 14, "HB": 47, "OMHT": 4}
 Progress = Callable[[int, int], None]
 
 
-def mix_counts(n: int, mix: Mapping[str, float] | None = None) -> dict[str, int]:
-    """Patients per class for `n` patients in proportion to `mix` (largest remainder; every class
-    with a positive share gets at least one patient when n allows)."""
-    mix = dict(mix or PAPER_MIX)
-    for c in mix:
-        check_class(c, "mix")
-    total = float(sum(mix.values()))
-    if total <= 0:
-        raise ValueError("class mix must have a positive total")
-    exact = {c: n * mix.get(c, 0) / total for c in CLASSES}
-    counts = {c: int(np.floor(v)) for c, v in exact.items()}
-    for c in sorted(CLASSES, key=lambda c: exact[c] - counts[c], reverse=True)[: n - sum(counts.values())]:
-        counts[c] += 1
-    for c in CLASSES:  # rare classes present at least once
-        if mix.get(c, 0) > 0 and counts[c] == 0 and n >= sum(1 for v in mix.values() if v > 0):
-            donor = max(CLASSES, key=lambda d: counts[d])
-            counts[donor] -= 1
-            counts[c] += 1
-    return counts
-
-
 def parse_mix(text: str | None) -> dict[str, float] | None:
-    """'HH=77,OBHT=14,HB=47,OMHT=4' -> dict; None or '' -> None (the paper's mix)."""
+    """'HH=77,OBHT=14,HB=47,OMHT=4' -> {class: share}; None or '' -> None (the paper's mix)."""
     if not text:
         return None
-    out = {}
-    for part in text.split(","):
-        try:
-            k, v = part.split("=")
-            out[check_class(k, "mix")] = float(v)
-        except ValueError as exc:
-            raise ValueError(f"bad --mix entry {part!r}: expected CLASS=NUMBER ({exc})") from None
-    return out
+    from liverview.phantom import parse_mix as phantom_mix
+
+    return dict(phantom_mix(text))
 
 
 def class_plan(n: int, seed: int, mix: Mapping[str, float] | None = None) -> list[str]:
-    """The class of each of `n` phantom patients: exact mix counts, shuffled with `seed`."""
-    counts = mix_counts(n, mix)
-    plan = [c for c in CLASSES for _ in range(counts[c])]
-    order = np.random.default_rng([seed, 7]).permutation(n)
-    return [plan[i] for i in order]
+    """The class of each of `n` phantom patients: the phantom's own assignment, so an in-memory
+    cohort has the classes `liverview phantom` / generate_cohort would write for the same seed."""
+    from liverview.phantom import parse_mix as phantom_mix
+    from liverview.phantom.priors import assign_classes
+
+    return list(assign_classes(n, phantom_mix(dict(mix) if mix else None), seed))
 
 
 def _nearest(positions: Sequence[float], pos: float) -> int:
@@ -167,7 +142,9 @@ def phantom_cohort(
     plan = class_plan(n, seed, mix)
     jobs = [(seed, i, plan[i], matrix, dict(render_args or {})) for i in range(n)]
     exams = _run(jobs, workers, progress)
-    meta = {"source": "phantom (in memory)", "seed": seed, "patients": n, "mix": dict(mix or PAPER_MIX),
+    from liverview.phantom import parse_mix as phantom_mix
+
+    meta = {"source": "phantom (in memory)", "seed": seed, "patients": n, "mix": dict(phantom_mix(dict(mix) if mix else None)),
             "matrix": matrix, "render_args": dict(render_args or {})}
     return stack(exams, meta)
 
@@ -236,8 +213,10 @@ def exam_from_folder(path: Path, labels: Mapping[str, str] | None, matrix) -> Ex
     """One exam folder: DICOM + truth.json (phantom), DICOM + a liverview case file, or a PNG/LabelMe export."""
     from liverview.io.loader import load_exam
 
+    # the phantom writes exports as <exam>/export/{P,A,V,D} beside truth.json
+    target = path / "export" if (path / "export").is_dir() else path
     try:
-        load = load_exam(path)
+        load = load_exam(target)
     except Exception as exc:  # the loader's own errors are one line naming the path
         raise CohortError(f"{path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     truth_file = path / "truth.json"

@@ -5,35 +5,29 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import numpy as np
 import pytest
 import torch
 
 from liverview.engine.analyze import Engine
 from liverview.engine.bundle import load_bundle
-from training.cohort import save_cohort
 from training.engine_cases import exam_case
 from training.recipe import quick_recipe
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory, request):
+def built(tmp_path_factory):
     from training.recipe import build
 
-    make = request.getfixturevalue("lesion_cohort_factory")
     torch.set_num_threads(1)
     work = tmp_path_factory.mktemp("work")
     out = tmp_path_factory.mktemp("bundle") / "default"
     r = quick_recipe()
     r.matrix = 64
+    r.render_args = {"n_slices": 8}
     r.n_boot = 50
+    r.trainval.patients, r.test17.patients, r.heldout.patients = 12, 4, 8
     r.detector = dataclasses.replace(r.detector, imgsz=64, epochs=1, batch=8)
     r.classifiers = {k: dataclasses.replace(c, input_size=32, epochs=1, batch_size=16) for k, c in r.classifiers.items()}
-    for spec, n, prefix in ((r.trainval, 12, "A"), (r.test17, 4, "B"), (r.heldout, 8, "C")):
-        spec.patients = n
-        c = make(n, 64, seed=spec.seed, prefix=prefix)
-        c.meta = {"seed": spec.seed, "patients": n, "matrix": 64, "mix": spec.mix}  # planted: no rendering
-        save_cohort(c, work / "cohorts" / f"{spec.name}.npz")
     report = build(r, out, work, device="cpu", log=lambda s: None)
     return out, work, report
 
