@@ -30,9 +30,10 @@ def box_on_phase(case: Case, box: Box, phase: str, position: float, author: str 
     k_dst = dst.index_at(position)
     corners = []
     for x, y in ((box.x0, box.y0), (box.x1, box.y1)):
-        lps = src.to_patient(x, y, k_src)
+        # box coordinates are pixel edges; the affine maps pixel centres (edge = centre - 0.5)
+        lps = src.to_patient(x - 0.5, y - 0.5, k_src)
         col, row, _ = dst.to_pixel(lps)
-        corners.append((col, row))
+        corners.append((col + 0.5, row + 0.5))
     rows, cols = dst.pixels.shape[1:]
     (x0, y0), (x1, y1) = corners
     x0, x1 = sorted((float(np.clip(x0, 0, cols)), float(np.clip(x1, 0, cols))))

@@ -6,7 +6,7 @@ from typing import Callable
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Signal
+from PySide6.QtCore import QPointF, Qt, Signal
 
 from liverview.qt.box_layer import BoxLayer
 from liverview.qt.phase_view import PhaseView
@@ -42,6 +42,8 @@ class PhaseGrid(pg.GraphicsLayoutWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.setBackground("#000000")
+        # keys belong to the window's shortcuts: a focused QGraphicsView would eat arrows and Space
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.ci.setSpacing(2)
         self.ci.setContentsMargins(0, 0, 0, 0)
         self.views: dict[str, PhaseView] = {}

@@ -148,7 +148,10 @@ class PhaseView(pg.ViewBox):
         self.frame.setZValue(999)
         self.frame.setBrush(QBrush(Qt.BrushStyle.NoBrush))
         self._set_frame()
-        self.scalebar: pg.ScaleBar | None = None
+        self.scalebar = pg.ScaleBar(size=10, width=4, suffix="mm", brush="#e0e0e0", offset=(-18, -30))
+        self.scalebar.setParentItem(self)
+        self.scalebar.setZValue(1000)
+        self.scalebar.hide()
         self.title.set(f"{phase}  {PHASE_NAMES.get(phase, '')}  (not loaded)")
         self.sigResized.connect(self._place_texts)
 
@@ -163,6 +166,7 @@ class PhaseView(pg.ViewBox):
             self.geom = None
             self.positions = np.zeros(0)
             self.image.clear()
+            self.scalebar.hide()
             self.title.set(f"{self.phase}  {PHASE_NAMES.get(self.phase, '')}  (not loaded)")
             self.info.set("")
             for t in self.orient.values():
@@ -177,15 +181,12 @@ class PhaseView(pg.ViewBox):
         self.orient["right"].set(g.right)
         self.orient["top"].set(g.top)
         self.orient["bottom"].set(g.bottom)
-        if self.scalebar is not None:
-            self.scalebar.setParentItem(None)
-            if self.scalebar.scene() is not None:
-                self.scalebar.scene().removeItem(self.scalebar)
         fov = g.cols * g.sx
         size = next((s for s in (100, 50, 20, 10, 5, 2, 1) if s <= fov / 4), 1)
-        self.scalebar = pg.ScaleBar(size=size, width=4, suffix="mm", brush="#e0e0e0", offset=(-18, -30))
-        self.scalebar.setParentItem(self)
-        self.scalebar.setZValue(1000)
+        self.scalebar.size = size
+        self.scalebar.text.setText(pg.functions.siFormat(size, suffix="mm"))
+        self.scalebar.updateBar()
+        self.scalebar.show()
         self.reset_range()
 
     def reset_range(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
@@ -23,9 +25,14 @@ def _send(grid, kind, pos: QPoint, button, buttons, modifiers=Qt.KeyboardModifie
 
 def drag(grid, a: QPoint, b: QPoint, button=Qt.MouseButton.LeftButton,
          modifiers=Qt.KeyboardModifier.NoModifier, steps: int = 8) -> None:
-    """Press at a, move in steps to b, release: what a hand on the mouse does."""
+    """Press at a, move in steps to b, release: what a hand on the mouse does.
+
+    pyqtgraph drops mouse moves closer than 10 ms apart (its mouse rate limit), so the
+    moves are spaced like a real hand's.
+    """
     _send(grid, QEvent.Type.MouseButtonPress, a, button, button, modifiers)
     for i in range(1, steps + 1):
+        time.sleep(0.012)
         p = QPoint(a.x() + (b.x() - a.x()) * i // steps, a.y() + (b.y() - a.y()) * i // steps)
         _send(grid, QEvent.Type.MouseMove, p, Qt.MouseButton.NoButton, button, modifiers)
     _send(grid, QEvent.Type.MouseButtonRelease, b, button, Qt.MouseButton.NoButton, modifiers)
@@ -37,6 +44,7 @@ def click(grid, pos: QPoint, button=Qt.MouseButton.LeftButton) -> None:
 
 
 def hover(grid, pos: QPoint) -> None:
+    time.sleep(0.012)
     _send(grid, QEvent.Type.MouseMove, pos, Qt.MouseButton.NoButton, Qt.MouseButton.NoButton)
 
 
