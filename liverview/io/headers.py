@@ -119,8 +119,8 @@ def values_from_raw(elements: dict[int, tuple[bytes | None, bytes]]) -> dict[str
         if item is None:
             continue
         vr, raw = item
-        if not raw or (vr is not None and vr != _VR_BYTES[tag]):
-            continue
+        if not raw or (vr is not None and vr != b"UN" and vr != _VR_BYTES[tag]):
+            continue  # UN holds the value as the dictionary VR would (PS3.5 6.2.2)
         key = (tag, raw)
         value = seen.get(key, _MISSING)
         if value is _MISSING:
@@ -386,8 +386,11 @@ def _looks_like_dicom_without_preamble(head: bytes) -> bool:
     """A file that starts straight with a group 0002 or 0008 element (no 128-byte preamble)."""
     if len(head) < 8:
         return False
-    group, element = struct.unpack("<HH", head[:4])
-    return group in (0x0002, 0x0008) and element < 0x0100
+    for order in "<>":  # little or big endian
+        group, element = struct.unpack(order + "HH", head[:4])
+        if group in (0x0002, 0x0008) and element < 0x0100:
+            return True
+    return False
 
 
 def _pixel_element(fp, encoding: tuple[bool | None, bool | None], file_size: int) -> tuple[str | None, int | None, int | None]:

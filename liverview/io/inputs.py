@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -67,7 +68,14 @@ def _dicomdir_files(path: Path, inp: ExamInput) -> list[Path]:
     from pydicom.fileset import FileSet
 
     try:
-        fs = FileSet(pydicom.dcmread(path))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fs = FileSet(pydicom.dcmread(path))
+        for w in caught:  # e.g. records whose file is missing: FileSet drops them with a warning
+            text = one_line(w.message)
+            if "does not exist" in text:
+                text = f"DICOMDIR lists a file that is missing ({text})"
+            inp.problems.append(f"{path}: {text}")
         files = []
         for instance in fs:
             p = Path(instance.path)

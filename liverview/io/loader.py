@@ -253,7 +253,7 @@ def decode_volumes(
             errors.setdefault(task.phase, []).extend(errs)
         done += len(task.items)
         if progress is not None:
-            progress(done, total, f"decoding {PHASE_NAMES[task.phase]}")
+            progress(done, total, f"decoding {PHASE_NAMES.get(task.phase, task.phase)}")
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -288,6 +288,15 @@ def decode_volumes(
         if clipped.get(phase):
             problems.append(f"{s.label}: {clipped[phase]} pixel values beyond the int16 HU range were clipped")
     return problems
+
+
+def load_series(series: SeriesRecord, progress: Progress | None = None, cancel=None) -> tuple[Volume | None, list[str]]:
+    """Decode any one series (a phase or not) into a Volume; (None, [reason]) when it is refused."""
+    if series.refusal is not None:
+        return None, [f"{series.label}: not loadable: {series.refusal}"]
+    volume = allocate_volume(series)
+    problems = decode_volumes({series.label: series}, {series.label: volume}, progress, cancel)
+    return volume, list(series.problems) + problems
 
 
 def _guarded(task: _Task, cancel):

@@ -66,7 +66,11 @@ def write_series(
         ds.FrameOfReferenceUID = generate_uid(entropy_srcs=[study_uid, "frame"])
         ds.Modality = modality
         ds.PatientID = patient_id
+        ds.PatientName = "Phantom^Test"
         ds.StudyDate = "20260102"
+        ds.StudyTime = "095500"
+        ds.StudyID = "1"
+        ds.AccessionNumber = "A1"
         ds.SeriesDescription = description
         ds.SeriesNumber = number
         ds.InstanceNumber = instance_numbers[k]
@@ -128,3 +132,19 @@ def series_writer():
 @pytest.fixture
 def exam_writer():
     return write_exam
+
+
+_CORPUS_SUMMARY: list[str] = []
+
+
+@pytest.fixture
+def corpus_summary() -> list[str]:
+    """Lines the pydicom corpus test adds; they are shown in the test report's summary."""
+    return _CORPUS_SUMMARY
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if _CORPUS_SUMMARY:
+        terminalreporter.section("pydicom corpus through the liverview loader")
+        for line in _CORPUS_SUMMARY:
+            terminalreporter.write_line(line)
