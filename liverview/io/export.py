@@ -1,6 +1,6 @@
 """Read the PACS image export the published study used: windowed 8-bit slices with LabelMe boxes.
 
-Accepted layout (folder, its only sub-folder, or a zip of either)::
+Accepted layout (the folder given, or its only sub-folder, or a zip of either)::
 
     EXAM/
       export.json            optional, see below
@@ -99,15 +99,18 @@ def phase_folders(root: Path) -> dict[str, list[Path]]:
 
 
 def find_export_root(root: Path) -> Path | None:
-    """The folder holding the phase sub-folders: `root` itself or its only sub-folder."""
+    """The folder holding the phase sub-folders: `root` itself or its only sub-folder.
+
+    Files beside that sub-folder (a truth.json, a case file) do not matter; images do.
+    """
     if phase_folders(root):
         return root
     try:
         children = [p for p in root.iterdir() if p.is_dir()]
-        files = [p for p in root.iterdir() if p.is_file()]
+        images = [p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     except OSError:
         return None
-    if len(children) == 1 and not [f for f in files if f.name != EXPORT_JSON] and phase_folders(children[0]):
+    if len(children) == 1 and not images and phase_folders(children[0]):
         return children[0]
     return None
 
@@ -286,7 +289,7 @@ def load_export_input(inp: ExamInput, root: Path) -> ExamLoad:
     used.add(meta_path)
     skipped = [
         (display_path(inp, f), "not part of the export layout (phase folders of PNG/JPEG + LabelMe JSON)")
-        for f in walk_files(root)
+        for f in walk_files(inp.root)
         if f not in used
     ]
     result = ScanResult(
