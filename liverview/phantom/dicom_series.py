@@ -9,8 +9,12 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset, write_file_meta_info
+from pydicom.tag import Tag
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
 
+from liverview.phantom.shapes import F32
 from liverview.study.phases import PHASES, WINDOWS
 
 RESCALE_INTERCEPT = -1024.0
@@ -114,6 +118,61 @@ def dicom_age(age_years: float) -> str:
     if age_years < 2:
         return f"{max(1, int(age_years * 12)):03d}M"
     return f"{int(age_years):03d}Y"
+
+
+def _encode(ds: Dataset) -> bytes:
+    """Explicit VR little endian encoding of a dataset's elements (no preamble, no meta)."""
+    fp = DicomBytesIO()
+    fp.is_little_endian = True
+    fp.is_implicit_VR = False
+    write_dataset(fp, ds)
+    return fp.getvalue()
+
+
+# Elements that differ between the slices of a series; the rest is encoded once.
+VARYING = tuple(
+    Tag(k)
+    for k in ("InstanceCreationTime", "SOPInstanceUID", "AcquisitionTime", "ContentTime", "InstanceNumber",
+              "ImagePositionPatient", "SliceLocation", "PixelData")
+)
+
+
+class _SeriesEncoder:
+    """Encodes one series' files: the shared elements once, the per-slice ones per file.
+
+    Explicit VR little endian elements encode independently, so joining the encoded runs
+    in tag order gives the same bytes as pydicom writing the whole dataset.
+    """
+
+    def __init__(self, template: Dataset) -> None:
+        self.plan: list[bytes | int] = []
+        run = Dataset()
+        for tag in sorted(set(template.keys()) | set(VARYING)):
+            if tag in VARYING:
+                if len(run):
+                    self.plan.append(_encode(run))
+                    run = Dataset()
+                self.plan.append(int(tag))
+            else:
+                run[tag] = template[tag]
+        if len(run):
+            self.plan.append(_encode(run))
+
+    def encode(self, varying: Dataset, meta: FileMetaDataset) -> bytes:
+        fp = DicomBytesIO()
+        fp.is_little_endian = True
+        fp.is_implicit_VR = False
+        fp.write(b"\0" * 128 + b"DICM")
+        write_file_meta_info(fp, meta, enforce_standard=True)
+        out = [fp.getvalue()]
+        for part in self.plan:
+            if isinstance(part, bytes):
+                out.append(part)
+            else:
+                one = Dataset()
+                one[part] = varying[part]
+                out.append(_encode(one))
+        return b"".join(out)
 
 
 def _ds(fs: float) -> str:
@@ -222,37 +281,51 @@ class SeriesWriter:
         ds.ImageComments = "liverview synthetic phantom: not patient data"
         return ds
 
+    def _slice(self, stored: np.ndarray, k: int) -> tuple[Dataset, FileMetaDataset, str]:
+        """The per-slice elements, file meta and file name of slice `k`."""
+        ex, pl = self.exam, self.plan
+        ds = Dataset()
+        sop = _uid(ex.seed, ex.patient_index, "sop", self.phase, round(float(self.positions[k]), 3))
+        ds.SOPInstanceUID = sop
+        t = pl.time_s + 0.05 * (len(self.positions) - 1 - k)  # head to foot
+        ds.AcquisitionTime = dicom_time(t)
+        ds.ContentTime = dicom_time(t + 1.0)
+        ds.InstanceCreationTime = dicom_time(t + 20.0)
+        ds.InstanceNumber = str(self.instance[k])
+        z = float(self.positions[k])
+        ds.ImagePositionPatient = [_ds(round(self.x0, 4)), _ds(round(self.y0, 4)), _ds(round(z, 4))]
+        ds.SliceLocation = _ds(round(z, 4))
+        ds.add_new(0x7FE00010, "OW", stored[k].tobytes())  # PixelData; OW for 16-bit pixels
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = sop
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+        meta.ImplementationVersionName = "LIVERVIEW_PH"
+        return ds, meta, f"IM-{self.instance[k]:04d}.dcm"
+
+    @staticmethod
+    def stored(volume: np.ndarray) -> np.ndarray:
+        """HU (rounded, within -1024..3071 as rendered) to stored int16 values."""
+        return (volume - F32(RESCALE_INTERCEPT)).astype("<i2")
+
     def write(self, folder: Path, volume: np.ndarray, indices=None) -> list[Path]:
         """Write slices `indices` (all when None) of `volume` (HU, rounded) into `folder`."""
         folder.mkdir(parents=True, exist_ok=True)
-        ex, pl = self.exam, self.plan
-        stored = np.clip(volume - RESCALE_INTERCEPT, -32768, 32767).astype("<i2")
-        ks = range(volume.shape[0]) if indices is None else indices
+        stored = self.stored(volume)
+        encoder = _SeriesEncoder(self._common())
         paths = []
-        template = self._common()
-        for k in ks:
-            k = int(k)
-            ds = Dataset()
-            ds.update(template)
-            sop = _uid(ex.seed, ex.patient_index, "sop", self.phase, round(float(self.positions[k]), 3))
-            ds.SOPInstanceUID = sop
-            t = pl.time_s + 0.05 * (len(self.positions) - 1 - k)  # head to foot
-            ds.AcquisitionTime = dicom_time(t)
-            ds.ContentTime = dicom_time(t + 1.0)
-            ds.InstanceCreationTime = dicom_time(t + 20.0)
-            ds.InstanceNumber = str(self.instance[k])
-            z = float(self.positions[k])
-            ds.ImagePositionPatient = [_ds(round(self.x0, 4)), _ds(round(self.y0, 4)), _ds(round(z, 4))]
-            ds.SliceLocation = _ds(round(z, 4))
-            ds.PixelData = stored[k].tobytes()
-            meta = FileMetaDataset()
-            meta.MediaStorageSOPClassUID = CTImageStorage
-            meta.MediaStorageSOPInstanceUID = sop
-            meta.TransferSyntaxUID = ExplicitVRLittleEndian
-            meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-            meta.ImplementationVersionName = "LIVERVIEW_PH"
-            ds.file_meta = meta
-            path = folder / f"IM-{self.instance[k]:04d}.dcm"
-            ds.save_as(path, enforce_file_format=True)
+        for k in range(volume.shape[0]) if indices is None else indices:
+            ds, meta, name = self._slice(stored, int(k))
+            path = folder / name
+            path.write_bytes(encoder.encode(ds, meta))
             paths.append(path)
         return paths
+
+    def pydicom_dataset(self, volume: np.ndarray, k: int) -> Dataset:
+        """Slice `k` as one pydicom dataset with its file meta: what `write` encodes."""
+        ds = self._common()
+        varying, meta, _ = self._slice(self.stored(volume), k)
+        ds.update(varying)
+        ds.file_meta = meta
+        return ds

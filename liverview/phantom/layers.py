@@ -22,6 +22,17 @@ class StaticCanvas:
 
     def paint(self, where, alpha: np.ndarray, value: float | np.ndarray | None = None, channel: str | None = None) -> None:
         alpha = np.asarray(alpha, dtype=F32)
+        if where is Ellipsis and alpha.ndim == self.const.ndim and np.isscalar(value if channel is None else 0.0):
+            # only touch the box where the tissue is (alpha may broadcast along slices)
+            box = []
+            for ax in range(alpha.ndim):
+                other = tuple(i for i in range(alpha.ndim) if i != ax)
+                nz = np.nonzero(alpha.any(axis=other))[0] if alpha.shape[ax] > 1 else np.array([0])
+                if nz.size == 0:
+                    return
+                box.append(slice(int(nz[0]), int(nz[-1]) + 1) if alpha.shape[ax] > 1 else slice(None))
+            alpha = alpha[tuple(s if alpha.shape[i] > 1 else slice(None) for i, s in enumerate(box))]
+            where = tuple(box)
         keep = F32(1.0) - alpha
         self.const[where] *= keep
         for name, w in self.weights.items():
