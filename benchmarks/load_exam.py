@@ -77,20 +77,21 @@ def write_exam_with_pydicom(out: Path, n_slices: int, matrix: int, seed: int) ->
 
 
 def ensure_exam(cache: Path, n_slices: int, matrix: int, seed: int = 7) -> tuple[Path, str]:
-    tag = f"exam-{n_slices}x{matrix}-s{seed}"
-    out = cache / tag
+    """The benchmark exam from the cache, written once by the phantom (or, without it, by pydicom)."""
+    try:
+        from liverview.phantom import generate_exam  # the project's phantom
+    except ImportError:
+        generate_exam = None
+    how = "liverview.phantom.generate_exam" if generate_exam else "the benchmark's own pydicom writer"
+    out = cache / f"exam-{n_slices}x{matrix}-s{seed}-{'phantom' if generate_exam else 'pydicom'}"
     done = out / ".complete"
     if done.exists():
-        return out, done.read_text().strip()
+        return out, how
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        from liverview.phantom import generate_exam  # the project's phantom, once it exists
-
+    if generate_exam is not None:
         generate_exam(out, seed=seed, matrix=matrix, n_slices=n_slices)
-        how = "liverview.phantom.generate_exam"
-    except (ImportError, AttributeError):
+    else:
         write_exam_with_pydicom(out, n_slices, matrix, seed)
-        how = "the benchmark's own pydicom writer"
     done.write_text(how)
     return out, how
 
@@ -216,7 +217,10 @@ def run_pydicom(root: Path) -> dict:
     t0 = time.perf_counter()
     series: dict[str, list] = {}
     for f in files:
-        ds = pydicom.dcmread(f)
+        try:
+            ds = pydicom.dcmread(f)
+        except pydicom.errors.InvalidDicomError:  # truth.json and the like
+            continue
         series.setdefault(ds.SeriesInstanceUID, []).append(ds)
     volumes = []
     for items in series.values():
