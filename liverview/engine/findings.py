@@ -156,6 +156,11 @@ class CompositeFinding:
     probabilities: dict[str, float]
     explanations: dict[str, Explanation] = field(default_factory=dict)
 
+    @property
+    def final_class(self) -> str:
+        """Argmax of this composite's four class probabilities."""
+        return max(CLASSES, key=lambda k: self.probabilities[k])
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "index": self.index,
@@ -174,6 +179,7 @@ class CompositeFinding:
             "stage1": {"p_benign": _r(1.0 - self.p_malignant), "p_malignant": _r(self.p_malignant), "call": self.stage1_call},
             "stage2": {g: {c: _r(v) for c, v in d.items()} for g, d in self.stage2.items()},
             "probabilities": {c: _r(v) for c, v in self.probabilities.items()},
+            "final_class": self.final_class,
             "explanations": {k: e.to_dict() for k, e in self.explanations.items()},
         }
 

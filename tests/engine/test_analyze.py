@@ -30,6 +30,7 @@ def test_probabilities_sum_to_one_per_composite_and_exam(engine, case):
         pm = c["stage1"]["p_malignant"]
         assert c["probabilities"]["HB"] == pytest.approx(pm * c["stage2"]["malignant"]["HB"], abs=1e-5)
         assert c["probabilities"]["HH"] == pytest.approx((1 - pm) * c["stage2"]["benign"]["HH"], abs=1e-5)
+        assert c["final_class"] == max(c["probabilities"], key=c["probabilities"].get)
     exam = d["exam"]
     assert sum(exam["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     mean_hb = np.mean([c["probabilities"]["HB"] for c in d["composites"]])
