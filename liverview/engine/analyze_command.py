@@ -125,7 +125,7 @@ def _table(findings, picks_source: str, load_seconds: float) -> str:
         + (f"; missing (zero channel): {' '.join(d['phases_missing'])}" if d["phases_missing"] else ""),
         "",
         f"{'comp':>4}  {'slices ' + '/'.join(d['phases_used']):<20} {'ROI':<9} {'det':>5} {'p(mal)':>7} "
-        f"{'p(HH)':>7} {'p(OBHT)':>7} {'p(HB)':>7} {'p(OMHT)':>7} {'sum':>6}",
+        f"{'p(HH)':>7} {'p(OBHT)':>7} {'p(HB)':>7} {'p(OMHT)':>7} {'class':>6} {'sum':>6}",
     ]
     for c in d["composites"]:
         slices = "/".join(str(c["slice_index"][p]) for p in c["phases_used"])
@@ -133,13 +133,13 @@ def _table(findings, picks_source: str, load_seconds: float) -> str:
         pr = c["probabilities"]
         lines.append(
             f"{c['index'] + 1:>4}  {slices:<20} {c['roi']['source']:<9} {det:>5} {c['stage1']['p_malignant']:>7.3f} "
-            f"{pr['HH']:>7.3f} {pr['OBHT']:>7.3f} {pr['HB']:>7.3f} {pr['OMHT']:>7.3f} {sum(pr.values()):>6.3f}"
+            f"{pr['HH']:>7.3f} {pr['OBHT']:>7.3f} {pr['HB']:>7.3f} {pr['OMHT']:>7.3f} {c['final_class']:>6} {sum(pr.values()):>6.3f}"
         )
     e = d["exam"]
     pr = e["probabilities"]
     lines.append(
         f"{'exam':>4}  {'mean of composites':<20} {'':<9} {'':>5} {e['p_malignant']:>7.3f} "
-        f"{pr['HH']:>7.3f} {pr['OBHT']:>7.3f} {pr['HB']:>7.3f} {pr['OMHT']:>7.3f} {sum(pr.values()):>6.3f}"
+        f"{pr['HH']:>7.3f} {pr['OBHT']:>7.3f} {pr['HB']:>7.3f} {pr['OMHT']:>7.3f} {e['final_class']:>6} {sum(pr.values()):>6.3f}"
     )
     op = ">=" if e["stage1_call"] == "malignant" else "<"
     lines += [
