@@ -42,7 +42,7 @@ from liverview.io.labelme import read_labelme_document
 from liverview.io.loader import CaseSeed, ExamLoad
 from liverview.io.phase_id import keyword_phases
 from liverview.io.scan import ScanResult, display_path
-from liverview.study.case import Box, PhaseSource, Study
+from liverview.study.case import MAX_PICKS, Box, PhaseSource, Study
 from liverview.study.phases import PHASES
 from liverview.study.volume import WINDOWED, Volume
 
@@ -258,7 +258,9 @@ def load_export_input(inp: ExamInput, root: Path) -> ExamLoad:
             evidence=[f"export folder '{folder.name}'"],
             confidence=1.0 if folder.name.upper() == phase else 0.95,
         )
-        seed.picks[phase] = [float(p) for p in vol.positions]
+        seed.picks[phase] = [float(p) for p in vol.positions][:MAX_PICKS]
+        if n > MAX_PICKS:
+            problems.append(f"phase {phase}: {n} images; the first {MAX_PICKS} in depth order are the picks")
         for idx, k in enumerate(order):
             img = images[k]
             used.add(img)

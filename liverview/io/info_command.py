@@ -62,7 +62,7 @@ def _print_study(st: StudyRecord, out) -> None:
             if s.is_candidate:
                 for line in s.guess.evidence[1:]:
                     print(f"      evidence: {line}", file=out)
-    print(f"  uid of each phase series: " + ", ".join(f"{p}={st.phases[p]}" for p in PHASES if p in st.phases), file=out)
+    print("  uid of each phase series: " + ", ".join(f"{p}={st.phases[p]}" for p in PHASES if p in st.phases), file=out)
 
 
 def _run_export(inp, root: Path, out) -> int:

@@ -128,10 +128,20 @@ def _meta(s: SeriesRecord) -> dict:
         "frame_of_reference_uid": text("FrameOfReferenceUID"),
         "transfer_syntax": sorted({sl.header.transfer_syntax for sl in s.slices}),
         "dtype": s.dtype,
-        "slice_positions": [round(sl.z, 4) for sl in s.slices],
+        "slice_positions": _positions_along_step(s),
         "sop_instance_uids": [sl.header.sop_instance for sl in s.slices],
         "uniform_spacing": s.uniform,
     }
+
+
+def _positions_along_step(s: SeriesRecord) -> list[float]:
+    """Each slice's position along the volume's slice direction (the normal unless the gantry tilts)."""
+    step = s.slice_step
+    norm = float(np.linalg.norm(step)) if step is not None else 0.0
+    if norm == 0.0:
+        return [round(sl.z, 4) for sl in s.slices]
+    n = step / norm
+    return [round(float(sl.position @ n), 4) for sl in s.slices]
 
 
 def allocate_volume(s: SeriesRecord) -> Volume:
@@ -305,10 +315,6 @@ def _guarded(task: _Task, cancel):
     return run_task(task)
 
 
-def default_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
-
-
 def build_study(result: ScanResult, st: StudyRecord) -> tuple[Study, dict[str, SeriesRecord]]:
     series = {p: st.series_by_uid(uid) for p, uid in st.phases.items()}
     volumes = {p: allocate_volume(s) for p, s in series.items()}
@@ -397,6 +403,10 @@ def load_exam(
     called as (done, total, message); `cancel` is a threading.Event or a callable returning
     True to stop (LoadCancelled is raised); `on_study` receives the Study before its pixels
     are decoded. Raises ExamError (one line naming the path) when nothing usable is there.
+
+    `workers` > 1 decodes in a thread pool. On the 2-core development machine it gained
+    nothing for native (uncompressed) data, which is read straight into the volume, nor for
+    RLE or JPEG 2000 (the decoders hold the GIL), so one thread is the default.
     """
     from liverview.io.export import find_export_root, load_export_input
 
