@@ -278,7 +278,7 @@ def decode_volumes(
                 try:
                     for task, fut in futures:
                         result = fut.result()
-                        if result is None:
+                        if result is None or is_cancelled(cancel):
                             raise LoadCancelled("load cancelled")
                         account(task, result)
                 except BaseException:

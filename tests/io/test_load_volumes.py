@@ -95,20 +95,22 @@ def test_progress_ready_mask_and_middle_slices_first(tmp_path, exam_writer):
     assert all(v.ready.all() for v in load.study.volumes.values())
 
 
-@pytest.mark.parametrize("as_event", [True, False])
-def test_cancel_stops_the_load(tmp_path, exam_writer, as_event):
+@pytest.mark.parametrize("as_event, workers", [(True, 1), (False, 1), (True, 2)])
+def test_cancel_stops_the_load(tmp_path, exam_writer, as_event, workers):
     exam_writer(tmp_path, n=6)
     event = threading.Event()
     calls = []
 
     def progress(done, total, message):
-        calls.append(done)
-        if message.startswith("decoding") and done >= 3:
-            event.set()
+        if message.startswith("decoding"):
+            calls.append(done)
+            if done >= 3:
+                event.set()
 
     cancel = event if as_event else event.is_set
     with pytest.raises(LoadCancelled):
-        load_exam(tmp_path, progress=progress, cancel=cancel)
+        load_exam(tmp_path, progress=progress, cancel=cancel, workers=workers)
+    assert max(calls) < 24  # stopped before the 4 x 6 slices were all decoded
 
 
 def test_thread_pool_decode_gives_the_same_volumes(tmp_path, exam_writer):
