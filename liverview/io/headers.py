@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import struct
 import warnings
@@ -351,15 +352,16 @@ def as_float(v: Any) -> float | None:
 
 
 def as_vector(v: Any, n: int) -> np.ndarray | None:
+    """`n` finite numbers as a float64 array, else None."""
     if v is None:
         return None
     try:
-        arr = np.asarray([float(x) for x in v], dtype=np.float64)
+        values = [float(x) for x in v]
     except (TypeError, ValueError):
         return None
-    if arr.shape != (n,) or not np.all(np.isfinite(arr)):
+    if len(values) != n or not all(math.isfinite(x) for x in values):
         return None
-    return arr
+    return np.array(values)
 
 
 def parse_datetime(date: str, time: str) -> dt.datetime | None:
