@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import os
 import struct
@@ -435,6 +436,7 @@ def _identifies(values: dict[str, Any]) -> bool:
     return any(k in values for k in ("SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID", "Rows"))
 
 
+@functools.lru_cache(maxsize=64)
 def _native_le(ts: str) -> bool:
     uid = UID(ts)
     return uid.is_transfer_syntax and not uid.is_compressed and not uid.is_deflated and uid.is_little_endian

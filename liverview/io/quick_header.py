@@ -126,10 +126,26 @@ def quick_header(fp, wanted: frozenset[int], file_size: int) -> QuickHeader:
     implicit = ts == _IMPLICIT_LE
     elements: dict[int, tuple[bytes | None, bytes]] = {}
     while pos < file_size:
-        try:
-            tag, vr, length, vpos = _element_header(r, pos, implicit)
-        except EOFError:
-            break
+        off = pos - r.base
+        buf = r.buf
+        if 0 <= off and off + 12 <= len(buf):  # the usual case, inlined: the whole header is one chunk
+            group, elem = _tag_struct(buf, off)
+            tag = (group << 16) | elem
+            if implicit or group == 0xFFFE:
+                vr, length, vpos = None, _u32(buf, off + 4)[0], pos + 8
+            else:
+                vr = buf[off + 4 : off + 6]
+                if vr in _SHORT_VRS:
+                    length, vpos = _u16(buf, off + 6)[0], pos + 8
+                elif vr in _LONG_VRS:
+                    length, vpos = _u32(buf, off + 8)[0], pos + 12
+                else:
+                    raise QuickFallback(f"unknown VR {vr!r}")
+        else:
+            try:
+                tag, vr, length, vpos = _element_header(r, pos, implicit)
+            except EOFError:
+                break
         keyword = _PIXEL_TAGS.get(tag)
         if keyword is not None:
             if length == _UNDEFINED:
@@ -143,6 +159,9 @@ def quick_header(fp, wanted: frozenset[int], file_size: int) -> QuickHeader:
                 elements[tag] = (vr, b"")  # presence only (sequences are read by pydicom)
             continue
         if tag in wanted:
-            elements[tag] = (vr, r.get(vpos, length))
+            voff = vpos - r.base
+            buf = r.buf
+            value = buf[voff : voff + length] if voff + length <= len(buf) else r.get(vpos, length)
+            elements[tag] = (vr, value)
         pos = vpos + length
     return QuickHeader(ts, media, elements, None, None, None)
