@@ -292,8 +292,10 @@ class SliceHeader:
 
     @property
     def pixel_spacing(self) -> tuple[float, float] | None:
-        v = as_vector(self.v.get("PixelSpacing"), 2)
-        return None if v is None or np.any(v <= 0) else (float(v[0]), float(v[1]))
+        v = self.v.get("PixelSpacing")
+        if v is None or len(v) != 2 or not all(math.isfinite(x) and x > 0 for x in v):
+            return None
+        return (float(v[0]), float(v[1]))
 
     # -- rescale -------------------------------------------------------------------------
     @property
@@ -365,6 +367,7 @@ def as_vector(v: Any, n: int) -> np.ndarray | None:
     return np.array(values)
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_datetime(date: str, time: str) -> dt.datetime | None:
     """DICOM DA + TM (or a DT in `date` when `time` is empty) as a naive datetime."""
     date = date.strip()
