@@ -205,7 +205,7 @@ class Anatomy:
         canal = ellipse2d(grid, canal_c, (0.45 * rv, 0.42 * rv))
         aorta = ellipse2d(grid, self.aorta_c, (self.ra, self.ra))
         aorta_margin = ellipse2d(grid, self.aorta_c, (self.ra + 3.0, self.ra + 3.0))
-        mediast = ellipse2d(grid, (0.0, yv - 0.2 * rv), (2.6 * rv, 2.2 * rv))
+        mediast = ellipse2d(grid, (0.0, yv - 0.6 * rv), (2.6 * rv, 2.6 * rv))
 
         # 3-D: repeat the cylinder along z, then vertebrae, ribs and bowel
         c3 = StaticCanvas(grid.shape, 0.0, STATIC_CHANNELS)
@@ -227,8 +227,9 @@ class Anatomy:
 
         visceral = cavity * (1 - np.maximum(np.maximum(vbody, para), np.maximum(aorta_margin, crura)))
         visceral *= 1 - ellipse2d(grid, canal_c, (rv, rv))
-        lung = cavity * (1 - np.maximum(mediast, np.maximum(para, vbody)))
-        clips = {"visceral": visceral.astype(F32), "lung": lung.astype(F32), "cavity": cavity, "aorta": aorta}
+        lung = cavity * (1 - np.maximum(np.maximum(mediast, aorta_margin), np.maximum(para, vbody)))
+        heart = cavity * (1 - np.maximum(np.maximum(vbody, para), aorta_margin))
+        clips = {"visceral": visceral.astype(F32), "lung": lung.astype(F32), "heart": heart.astype(F32), "aorta": aorta}
         return c3, clips
 
     def _arch2d(self, grid: Grid, canal_c) -> np.ndarray:
@@ -387,9 +388,9 @@ class Anatomy:
             if not hreg.empty:
                 above_h = soft(self.diaphragm(hreg.X, hreg.Y) + 1.5 - hreg.Z, grid.dz)
                 heart = ellipsoid(hreg, c, r, rot) * above_h
-                out["heart"] = Layer("heart", hreg, heart.astype(F32), per_phase("myocardium"), clip=clips["cavity"])
+                out["heart"] = Layer("heart", hreg, heart.astype(F32), per_phase("myocardium"), clip=clips["heart"])
                 blood = ellipsoid(hreg, c, tuple(v * 0.78 for v in r), rot) * above_h
-                out["heart_blood"] = Layer("heart_blood", hreg, blood.astype(F32), per_phase("heart_blood"), clip=clips["cavity"])
+                out["heart_blood"] = Layer("heart_blood", hreg, blood.astype(F32), per_phase("heart_blood"), clip=clips["heart"])
         return out
 
     def aorta_layer(self, grid: Grid, tissues, clips: dict) -> Layer:

@@ -176,9 +176,12 @@ class _SeriesEncoder:
 
 
 def _ds(fs: float) -> str:
-    """Decimal String value of at most 16 characters."""
-    s = f"{fs:.6g}"
-    return s if len(s) <= 16 else f"{fs:.8e}"[:16]
+    """Decimal String value of at most 16 characters, as precise as that allows."""
+    for digits in range(12, 4, -1):
+        s = f"{fs:.{digits}g}"
+        if len(s) <= 16:
+            return s
+    return f"{fs:.6g}"
 
 
 class SeriesWriter:

@@ -23,6 +23,7 @@ HU_MIN, HU_MAX = -1024.0, 3071.0
 # CT noise is correlated over neighbouring pixels: white noise smoothed by a 3-tap binomial
 # kernel along rows and columns (a Gaussian of about 0.7 px).
 NOISE_KERNEL = np.array([0.25, 0.5, 0.25], dtype=np.float32)
+ROI_HALF_SLICES = 2  # the liver ROI disk spans up to 2 slices either side of its position
 # Layers that are not liver: the lesion may not paint over them.
 NOT_LIVER = ("gallbladder", "spleen", "kidney_r", "kidney_l", "medulla_r", "medulla_l", "sinus_r", "sinus_l", "ivc", "portal_trunk")
 # Report field key of every METHOD.md section 1 field.
@@ -80,11 +81,12 @@ class Exam:
         ss = np.random.SeedSequence([self.seed, self.patient_index])
         r_case, r_tis, r_anat, r_tex, r_les, r_geom, r_noise, r_meta = (np.random.default_rng(s) for s in ss.spawn(8))
         self._noise_seeds = np.random.SeedSequence(int(r_noise.integers(2**63))).spawn(len(PHASES))
-        if member is None:
-            if cls is None:
-                mix = priors.DEFAULT_MIX
-                cls = str(priors.CLASSES[r_case.choice(len(priors.CLASSES), p=[mix[c] for c in priors.CLASSES])])
-            member = priors.draw_member(r_case, cls)
+        # class and member are always drawn (one number each), then overridden when forced,
+        # so forcing them leaves age, sex and everything else as drawn
+        mix = priors.DEFAULT_MIX
+        drawn_cls = str(priors.CLASSES[r_case.choice(len(priors.CLASSES), p=[mix[c] for c in priors.CLASSES])])
+        drawn_member = priors.draw_member(r_case, cls or (priors.MEMBER_CLASS[member] if member else drawn_cls))
+        member = member or drawn_member
         self.cls = priors.MEMBER_CLASS[member]
         self.member = member
         self.age = priors.draw_age(r_case, member)
@@ -97,7 +99,7 @@ class Exam:
 
         # in-plane geometry: field of view for the child's size unless a spacing is asked for
         matrix = int(matrix)
-        dxy = float(pixel_spacing) if pixel_spacing else anat.fov() / matrix
+        dxy = round(float(pixel_spacing) if pixel_spacing else anat.fov() / matrix, 6)
         dz = float(slice_thickness)
         self.offset = np.array([r_geom.uniform(-8, 8), r_geom.uniform(-10, 10), r_geom.uniform(-260, -90)])
         x0 = -(matrix - 1) / 2 * dxy - self.offset[0]
@@ -259,20 +261,22 @@ class Exam:
         return sorted(round(float(pos[k]), 4) for k in idx)
 
     def _rois(self, phase: str, canvas: np.ndarray, occ) -> dict:
-        """Disks of pure liver, aorta and lesion centre on one slice each, for measuring HU."""
+        """Disks to measure HU in: pure liver and aorta lumen (on the slices `positions`; the
+        disk on `position` alone also holds), and the lesion centre on one slice."""
         pg = self.phases[phase]
         dk, dr = pg.shift
         liver = self.organs["liver"]
         g = self.grid
         out = {}
-        # liver: the most central pure-parenchyma spot on a few slices near mid-liver
+        # liver: a disk of pure parenchyma through a few slices near mid-liver
         best = None
         for zf in (-0.15, 0.0, 0.15, -0.3):
             km = int(round((zf * self.anat.Hl - g.z0) / g.dz))  # master slice, reference position
-            kd = km + dk - pg.k0
-            if not (0 <= kd < pg.n) or not (liver.region.ks.start <= km < liver.region.ks.stop):
+            kms = [k for k in range(km - ROI_HALF_SLICES, km + ROI_HALF_SLICES + 1)
+                   if 0 <= k + dk - pg.k0 < pg.n and liver.region.ks.start <= k < liver.region.ks.stop]
+            if len(kms) < ROI_HALF_SLICES + 1:
                 continue
-            pure = self._pure_liver_slice(km)
+            pure = np.minimum.reduce([self._pure_liver_slice(k) for k in kms])
             rows = np.arange(liver.region.rs.start, liver.region.rs.stop) + dr
             ok = (rows >= 0) & (rows < g.ny)
             full = np.zeros((g.ny, g.nx), dtype=F32)
@@ -281,19 +285,23 @@ class Exam:
             dist = ndimage.distance_transform_edt(full > 0.999)
             r, c = np.unravel_index(int(np.argmax(dist)), dist.shape)
             if best is None or dist[r, c] > best[0]:
-                best = (float(dist[r, c]), kd, int(c), int(r))
+                best = (float(dist[r, c]), [k + dk - pg.k0 for k in kms], int(c), int(r))
         if best is not None and best[0] >= 3:
-            radius = float(min(best[0] - 2.0, 10.0 / g.dx))
-            out["liver"] = {"position": round(float(self.positions(phase)[best[1]]), 4), "center": [best[2], best[3]],
-                            "radius_px": round(radius, 2)}
+            radius = float(min(best[0] - 2.0, 12.0 / g.dx))
+            pos = self.positions(phase)
+            ks = best[1]
+            out["liver"] = {"position": round(float(pos[ks[len(ks) // 2]]), 4), "positions": [round(float(pos[k]), 4) for k in ks],
+                            "center": [best[2], best[3]], "radius_px": round(radius, 2)}
         # aorta: static, centre of its lumen on the middle slice
         ac = self.anat.aorta_c
         col = (ac[0] - g.x0) / g.dx
         row = (ac[1] - g.y0) / g.dy
-        radius = 0.6 * self.anat.ra / g.dx - 0.5
+        # clear of the rounded centre (0.71 px) and the partial-volume edge (0.5 px)
+        radius = self.anat.ra / g.dx - 1.25
         if radius >= 0.7:
-            kd = pg.n // 2
-            out["aorta"] = {"position": round(float(self.positions(phase)[kd]), 4),
+            pos = self.positions(phase)
+            ks = range(pg.n)  # a vertical tube through every slice
+            out["aorta"] = {"position": round(float(pos[pg.n // 2]), 4), "positions": [round(float(pos[k]), 4) for k in ks],
                             "center": [int(round(col)), int(round(row))], "radius_px": round(float(radius), 2)}
         if occ is not None:
             spec = self.lesion_spec
