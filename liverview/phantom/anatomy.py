@@ -107,14 +107,17 @@ class Anatomy:
             ("lhv", (0.22 * ai, -0.55 * bi, 0.22 * H)),
         ):
             branches.append(Vessel(name, top, np.array(end) + rng.normal(0, 3, 3), 0.018 * W * u(0.85, 1.15), "hepatic_vein"))
-        # a few smaller twigs off the main branches
-        for i in range(14):
-            parent = branches[int(rng.integers(len(branches)))]
-            t = u(0.4, 0.9)
-            start = parent.a + t * (parent.b - parent.a)
-            d = rng.normal(0, 1, 3)
-            d /= np.linalg.norm(d) or 1.0
-            branches.append(Vessel(f"twig{i}", start, start + d * 0.25 * ai, 0.35 * parent.radius, parent.tissue))
+        # smaller twigs off the branches, then off the twigs, pointing away from the hilum
+        for level, count, length in ((1, 14, 0.28), (2, 22, 0.16)):
+            parents = [v for v in branches if (v.name.startswith("twig") if level == 2 else True)]
+            for i in range(count):
+                parent = parents[int(rng.integers(len(parents)))]
+                start = parent.a + u(0.35, 0.95) * (parent.b - parent.a)
+                out = start - hil
+                d = rng.normal(0, 1, 3) + 1.2 * out / (np.linalg.norm(out) or 1.0)
+                d /= np.linalg.norm(d) or 1.0
+                radius = max(0.55 * parent.radius, 0.55)
+                branches.append(Vessel(f"twig{level}_{i}", start, start + d * length * ai * u(0.7, 1.3), radius, parent.tissue))
         self.liver_vessels = branches
         # spleen (crescent), stomach, kidneys
         self.spleen = ((0.66 * ai, 0.32 * bp, 0.10 * H), (0.17 * ai * u(0.85, 1.15), 0.44 * bp, 0.36 * H),
@@ -333,7 +336,7 @@ class Anatomy:
         ll = ellipsoid(reg, *self.liver_l)
         under = soft(reg.Z - self.diaphragm(reg.X, reg.Y), grid.dz)
         liver_alpha = np.maximum(lr, ll) * under
-        tex = coarse_field(rng, reg, 0.035 * self.W, sigma=1.0) * F32(3.0) + coarse_field(rng, reg, 0.012 * self.W, sigma=0.8) * F32(2.0)
+        tex = coarse_field(rng, reg, 0.035 * self.W, sigma=1.0) * F32(3.5) + coarse_field(rng, reg, 0.012 * self.W, sigma=0.8) * F32(2.5)
         out["liver"] = Layer("liver", reg, liver_alpha.astype(F32), per_phase("liver"), clip=vis, texture=tex)
 
         for v in self.liver_vessels:
