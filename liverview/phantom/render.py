@@ -109,6 +109,11 @@ class Exam:
         zb, zt = anat.z_range()
         probe = Grid(matrix, matrix, 1, dxy, dxy, dz, x0, y0, 0.0)
         self.lesion_spec = draw_lesion(r_les, member, anat, probe) if lesion else None
+        if matrix * dxy < 2 * anat.a and self.lesion_spec is not None:
+            # a field of view smaller than the body is centred on the lesion, as a reader would
+            cx, cy = self.lesion_spec.centre[:2]
+            x0 = cx - (matrix - 1) / 2 * dxy
+            y0 = cy - (matrix - 1) / 2 * dxy
         if n_slices is None:
             n = int(math.ceil((zt - zb) / dz)) + 1
             centre = 0.5 * (zb + zt)
@@ -131,6 +136,9 @@ class Exam:
         hi = max(g[0] + g[1] for g in geoms.values()) + kmax
         z_start = centre - (n - 1) / 2 * dz
         self.grid = Grid(matrix, matrix, hi - lo, dxy, dxy, dz, x0, y0, z_start + lo * dz)
+        # slice positions on a 0.01 mm grid, so '%.2f' keys of positions never straddle a rounding edge
+        first = self.grid.z0 + self.offset[2]
+        self.offset[2] += round(first, 2) - first
         self.phases = {p: PhaseGeom(g[0] - lo, g[1], (g[2], g[3])) for p, g in geoms.items()}
 
         # paint what is shared by all phases once
@@ -282,7 +290,7 @@ class Exam:
             full = np.zeros((g.ny, g.nx), dtype=F32)
             full[rows[ok], liver.region.cs] = pure[ok]
             full *= self.clips["visceral"]
-            dist = ndimage.distance_transform_edt(full > 0.999)
+            dist = ndimage.distance_transform_edt(np.pad(full > 0.999, 1))[1:-1, 1:-1]  # the image edge bounds it too
             r, c = np.unravel_index(int(np.argmax(dist)), dist.shape)
             if best is None or dist[r, c] > best[0]:
                 best = (float(dist[r, c]), [k + dk - pg.k0 for k in kms], int(c), int(r))
@@ -298,7 +306,8 @@ class Exam:
         row = (ac[1] - g.y0) / g.dy
         # clear of the rounded centre (0.71 px) and the partial-volume edge (0.5 px)
         radius = self.anat.ra / g.dx - 1.25
-        if radius >= 0.7:
+        inside = radius < col < g.nx - 1 - radius and radius < row < g.ny - 1 - radius
+        if radius >= 0.7 and inside:
             pos = self.positions(phase)
             ks = range(pg.n)  # a vertical tube through every slice
             out["aorta"] = {"position": round(float(pos[pg.n // 2]), 4), "positions": [round(float(pos[k]), 4) for k in ks],
@@ -307,9 +316,9 @@ class Exam:
             spec = self.lesion_spec
             cm = spec.centre
             k = int(round((cm[2] - g.z0) / g.dz)) + dk - pg.k0
-            if 0 <= k < pg.n:
-                col = int(round((cm[0] - g.x0) / g.dx))
-                row = int(round((cm[1] - g.y0) / g.dy)) + dr
+            col = int(round((cm[0] - g.x0) / g.dx))
+            row = int(round((cm[1] - g.y0) / g.dy)) + dr
+            if 0 <= k < pg.n and 0 <= row < g.ny and 0 <= col < g.nx:
                 rad = 0.25 * spec.radii.min() / g.dx
                 if rad >= 1.0 and occ[k, row, col] >= 0.999:
                     out["lesion_core"] = {"position": round(float(self.positions(phase)[k]), 4), "center": [col, row],
