@@ -119,7 +119,7 @@ class Anatomy:
                 radius = max(0.55 * parent.radius, 0.55)
                 branches.append(Vessel(f"twig{level}_{i}", start, start + d * length * ai * u(0.7, 1.3), radius, parent.tissue))
         self.liver_vessels = branches
-        # spleen (crescent), stomach, kidneys
+        # spleen, stomach, kidneys
         self.spleen = ((0.66 * ai, 0.32 * bp, 0.10 * H), (0.17 * ai * u(0.85, 1.15), 0.44 * bp, 0.36 * H),
                        rotation(u(-0.75, -0.45), 0.0, 0.0))
         self.stomach = ((0.32 * ai, -0.22 * bi, 0.17 * H), (0.30 * ai, 0.32 * bi, 0.28 * H) ,
@@ -306,12 +306,11 @@ class Anatomy:
         out: dict[str, Layer] = {}
         vis = clips["visceral"]
 
-        def ell_layer(name, spec, values, clip=vis, shrink=1.0, moves=True):
+        def ell_layer(name, spec, values):
             c, r, rot = spec
-            r = tuple(v * shrink for v in r)
             ext = max(r)
             reg = grid.region(np.array(c) - ext, np.array(c) + ext)
-            return Layer(name, reg, ellipsoid(reg, c, r, rot), values, moves=moves, clip=clip)
+            return Layer(name, reg, ellipsoid(reg, c, r, rot), values, clip=vis)
 
         def per_phase(tissue):
             return dict(T[tissue])
@@ -326,7 +325,6 @@ class Anatomy:
         out["stomach_content"] = Layer("stomach_content", st.region, inner, {p: 15.0 for p in T["liver"]}, clip=vis, texture=content)
 
         # liver: two lobes under the diaphragm, with a faint parenchymal texture
-        lo = np.minimum(np.array(self.liver_r[0]) - self.liver_r[1][0], np.array(self.liver_l[0]) - self.liver_l[1][0])
         ext_r = np.array(self.liver_r[1]) * 1.05
         ext_l = np.array(self.liver_l[1]) * 1.05
         lo = np.minimum(np.array(self.liver_r[0]) - ext_r, np.array(self.liver_l[0]) - ext_l)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -68,7 +68,6 @@ class Layer:
     moves: bool = True
     clip: np.ndarray | None = None
     texture: np.ndarray | None = None  # added to the value in every phase (moves with the layer)
-    meta: dict = field(default_factory=dict)
 
 
 def place(layer: Layer, canvas_shape, k0: int, shift: tuple[int, int]):

@@ -401,6 +401,30 @@ class Exam:
         return "slightly high"
 
     def truth_base(self) -> dict:
+        """The case-level truth; `phases` and `report` are filled as the phases render.
+
+        truth.json (schema "liverview.phantom.truth", version 1):
+          patient_id, seed, patient_index, class (HH|OBHT|HB|OMHT), group (benign|malignant),
+          member (HH|IHH|FNH|HMH|HB|UESL|HCC), age_years, sex (M|F), report (METHOD.md
+          section 1 fields: age_years, sex, calcification, bleed, lung_metastasis,
+          size_mm [w, h], density, location, enhancement_pattern), pixel_spacing [row, col],
+          slice_thickness, noise_sd, mode (full|slices-dicom|slices-png, files only), and
+          phases: {P, A, V, D: {series_uid, series_description, folder (files only),
+            positions (every slice of the series, ascending mm, on a 0.01 mm grid),
+            shift_mm [x, y, z] (breathing: where the organs lie against the P phase),
+            noise_sd, lesion_box_3d {index [[col0,row0,k0],[col1,row1,k1]] exclusive ends,
+            patient [[x,y,z],[x,y,z]] LPS mm corners}, slice_boxes {"%.2f" position:
+            [x0,y0,x1,y1]} on every slice where the lesion fills at least half a voxel,
+            picks [3 ascending positions: middles of the lesion's lower/middle/upper
+            thirds], hu {liver, aorta (the values drawn for the case), lesion (noise-free
+            mean over the voxels fully inside it)}, rois {liver, aorta: {position,
+            positions, center [col,row], radius_px}, lesion_core: {position, center,
+            radius_px}}}}.
+        Pixel boxes use edges: column i spans [i, i+1). In slices-only modes the positions,
+        boxes and 3-D box still describe the whole rendered series; only the picks are
+        written. A lesion on fewer than three slices of a phase (very thick slices, a
+        handful of slices) gets neighbouring slices as picks, without boxes.
+        """
         return {
             "schema": SCHEMA,
             "version": VERSION,
