@@ -31,11 +31,8 @@ class BoxROI(pg.ROI):
 
     def __init__(self) -> None:
         super().__init__((0, 0), (1, 1), movable=True, rotatable=False, resizable=True, removable=False)
-        for pos, center in (
-            ((0, 0), (1, 1)), ((1, 0), (0, 1)), ((0, 1), (1, 0)), ((1, 1), (0, 0)),
-            ((0.5, 0), (0.5, 1)), ((0.5, 1), (0.5, 0)), ((0, 0.5), (1, 0.5)), ((1, 0.5), (0, 0.5)),
-        ):
-            self.addScaleHandle(pos, center)
+        for pos, center in (((0, 0), (1, 1)), ((1, 0), (0, 1)), ((0, 1), (1, 0)), ((1, 1), (0, 0))):
+            self.addScaleHandle(pos, center)  # corner handles: each resizes against the opposite corner
         self.setAcceptedMouseButtons(Qt.MouseButton.LeftButton)
         self.setZValue(20)
         self.box_id: str | None = None
@@ -107,6 +104,13 @@ class BoxLayer(QObject):
             if roi.isVisible():
                 roi.hide()
             roi.box_id = None
+
+    def prewarm(self, n: int) -> bool:
+        """Create one more pooled ROI if fewer than n exist (building one costs tens of ms, so
+        the grid does it in idle time, not while the user scrolls); True when more are needed."""
+        if len(self.rois) < n:
+            self._roi(len(self.rois))
+        return len(self.rois) < n
 
     def forget(self) -> None:
         """Force the next show() to redraw (after the view's volume changed)."""

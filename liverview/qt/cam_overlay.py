@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from scipy import ndimage
 
 COLORMAPS = ("turbo", "inferno", "viridis", "CET-R4")
 STAGES = ("stage1", "stage2")
@@ -26,6 +25,17 @@ def decode_map(d: dict[str, Any]) -> np.ndarray:
         raise ValueError(f"unknown CAM encoding {d.get('encoding')!r}")
     raw = zlib.decompress(base64.b64decode(d["data"]))
     return np.frombuffer(raw, dtype=np.uint8).reshape(d["shape"]).astype(np.float32) / 255.0
+
+
+def upsample(a: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize of a square map to size x size, pixel edges aligned (numpy only)."""
+    n = a.shape[0]
+    x = np.clip((np.arange(size) + 0.5) * n / size - 0.5, 0.0, n - 1.0)
+    i0 = np.floor(x).astype(int)
+    i1 = np.minimum(i0 + 1, n - 1)
+    f = (x - i0).astype(np.float32)
+    rows = a[i0] * (1.0 - f)[:, None] + a[i1] * f[:, None]
+    return rows[:, i0] * (1.0 - f)[None, :] + rows[:, i1] * f[None, :]
 
 
 def colorize(cam: np.ndarray, cmap: str) -> np.ndarray:
@@ -95,7 +105,7 @@ class CamSource:
                 side = float(exp["cam"]["square"][2])
                 target = int(min(MAX_SIDE, max(cam.shape[0], round(side))))
                 if target != cam.shape[0]:
-                    cam = ndimage.zoom(cam, target / cam.shape[0], order=1, mode="nearest")
+                    cam = upsample(cam, target)
                 self._maps[key] = np.clip(cam, 0.0, 1.0)
         return self._maps[key]
 

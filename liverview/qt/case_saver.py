@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from liverview.study.case import Case
 from liverview.study.persist import save_case
@@ -28,8 +28,9 @@ class _Snapshot:
 class CaseSaver(QObject):
     """Writes the newest state of a case to `path` whenever the case announces a change.
 
-    Edits that arrive while a write is running are coalesced: only the latest state is
-    written next, so the file always ends up equal to the case. `flush()` waits for it.
+    Edits of one event-loop turn share one snapshot, and edits that arrive while a write is
+    running are coalesced: only the latest state is written next, so the file always ends up
+    equal to the case. `flush()` waits for it.
     """
 
     sigSaved = Signal(str)
@@ -44,14 +45,20 @@ class CaseSaver(QObject):
         self._pending: dict[str, Any] | None = None
         self._busy = False
         self._stop = False
+        self._scheduled = False
         self._thread = threading.Thread(target=self._run, name="case-saver", daemon=True)
         self._thread.start()
         case.events.connect(self._on_event)
 
     def _on_event(self, kind: str, payload: dict) -> None:
-        self.save_now()
+        # several edits in one step (auto-pick sets four phases) make one snapshot, taken as
+        # soon as control returns to the event loop
+        if not self._scheduled:
+            self._scheduled = True
+            QTimer.singleShot(0, self.save_now)
 
     def save_now(self) -> None:
+        self._scheduled = False
         data = self.case.to_dict()
         with self._cond:
             self._pending = data
@@ -81,6 +88,8 @@ class CaseSaver(QObject):
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every edit so far is on disk."""
+        if self._scheduled:
+            self.save_now()
         with self._cond:
             return self._cond.wait_for(lambda: self._pending is None and not self._busy, timeout)
 

@@ -58,14 +58,14 @@ class _Server:
             try:
                 msg = self.requests.recv()
             except (EOFError, OSError):
-                self.inbox.put(("stop",))
-                return
+                msg = ("stop",)  # the viewer has gone
+            if msg[0] == "stop":
+                # nothing here needs saving: leave at once, even in the middle of importing torch
+                os._exit(0)
             if msg[0] == "cancel":
                 self.cancelled.add(int(msg[1]))
             else:
                 self.inbox.put(msg)
-            if msg[0] == "stop":
-                return
 
     # ---- requests -----------------------------------------------------------------------
     def load_bundle(self, folder: str | None) -> None:
@@ -134,8 +134,12 @@ class _Server:
     def auto_pick(self, job: int) -> None:
         if self.study is None:
             raise RuntimeError("no exam has been sent to the engine process yet")
-        self.send("progress", job, 0.1, "scanning the liver for the lesion")
-        picks = self.engine.auto_pick(self.study, cancel=lambda: job in self.cancelled)
+        self.send("progress", job, 0.0, "scanning the liver for the lesion")
+        picks = self.engine.auto_pick(
+            self.study,
+            cancel=lambda: job in self.cancelled,
+            progress=lambda f, m: self.send("progress", job, float(f), str(m)),
+        )
         self.send("result", job, {"picks": picks.picks, "extent": list(picks.extent), "reference": picks.reference})
 
     def run(self) -> None:

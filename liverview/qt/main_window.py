@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from liverview import RESEARCH_NOTICE
-from liverview.qt import box_edits, keyboard
+from liverview.qt import box_edits, gc_pauses, keyboard
 from liverview.qt.cam_overlay import CamSource
 from liverview.qt.cam_panel import CamPanel
 from liverview.qt.case_saver import CaseSaver
@@ -93,6 +93,8 @@ class MainWindow(QMainWindow):
         self._relay = _Relay(self)
         self._relay.study.connect(self._study_arrived)
         self._progress_owner: object = None
+        self._shared_token: int | None = None
+        self.preload_task: Task | None = None
 
         self.grid = PhaseGrid()
         self.grid.cam_lookup = self.cam.lookup
@@ -116,6 +118,26 @@ class MainWindow(QMainWindow):
         self.cine_timer.setInterval(100)
         self.cine_timer.timeout.connect(self._cine_step)
         self._update_actions()
+        gc_pauses.freeze()  # Qt, pyqtgraph and the widgets live as long as the window
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self.preload_task is None:
+            QTimer.singleShot(300, self._preload)
+
+    def _preload(self) -> None:
+        """Import the exam loader (pydicom & co., ~0.5-1 s) in the background once the window shows,
+        so opening the first exam does not wait for it."""
+        if self.preload_task is not None:
+            return
+
+        def work(progress, cancelled):
+            import liverview.io.loader  # noqa: F401
+
+            gc_pauses.freeze()
+            return True
+
+        self.preload_task = self.runner.start(Task(work, "loading the DICOM reader"))
 
     # ---- construction -----------------------------------------------------------------------
     def _build_docks(self) -> None:
@@ -161,6 +183,7 @@ class MainWindow(QMainWindow):
 
         self.problems = QListWidget()
         self.problems.setWordWrap(True)
+        self.problems.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # item views swallow letter and Space shortcuts
         dock = QDockWidget("Problems", self)
         dock.setObjectName("problems")
         dock.setWidget(self.problems)
@@ -342,6 +365,14 @@ class MainWindow(QMainWindow):
     def start_engine(self) -> None:
         """Start the engine process (torch + bundle load in the background)."""
         self.engine.start()
+        self._ensure_shared()
+
+    def _ensure_shared(self) -> None:
+        """Hand the loaded exam to the engine process once it runs (shared memory, copied off the GUI thread)."""
+        if self.exam is None or self._shared_token == self.load_token or self.engine.state == "stopped":
+            return
+        self._shared_token = self.load_token
+        self._share_with_engine(self.load_token, self.exam.study)
 
     def _engine_state(self, state: str) -> None:
         text = {
@@ -392,6 +423,7 @@ class MainWindow(QMainWindow):
                 self._pending_jobs.append(kind)
             if self.engine.state in ("stopped", "dead"):
                 self.engine.start()
+            self._ensure_shared()
             self._progress_start("engine-wait", "waiting for the engine and the exam…")
             return
         self._start_job(kind)
@@ -437,6 +469,7 @@ class MainWindow(QMainWindow):
             boxes = [Box(**b) for b in payload.get("ai_boxes", [])]
             self.case.replace_boxes("ai", boxes)
             self.case.set_findings(payload["findings"])
+            gc_pauses.freeze()  # the findings stay while the exam is open
             exam = payload["findings"]["exam"]
             self.statusBar().showMessage(
                 f"analysis done: {exam['final_class']} (p malignant {exam['p_malignant']:.2f})", 8000)
@@ -542,13 +575,17 @@ class MainWindow(QMainWindow):
         def work(progress, cancelled):
             from liverview.io.loader import load_exam  # pydicom imports here, off the GUI thread
 
-            return load_exam(
-                path,
-                phases=phases,
-                progress=lambda done, total, msg: progress(done / max(total, 1), msg),
-                cancel=cancelled,
-                on_study=lambda study: relay.study.emit(token, study),
-            )
+            gc_pauses.freeze()  # the freshly imported modules are long-lived
+            with gc_pauses.paused():
+                exam = load_exam(
+                    path,
+                    phases=phases,
+                    progress=lambda done, total, msg: progress(done / max(total, 1), msg),
+                    cancel=cancelled,
+                    on_study=lambda study: relay.study.emit(token, study),
+                )
+                gc_pauses.freeze()  # the exam's headers live as long as it is open
+                return exam
 
         task = Task(work, f"loading {Path(path).name}")
         task.signals.progress.connect(lambda f, m: self._progress_owner == task and self._progress_set(f, m))
@@ -632,7 +669,7 @@ class MainWindow(QMainWindow):
         self.picks.refresh()
         if self._restore_phase_override(exam):
             return
-        self._share_with_engine(token, exam.study)
+        self._ensure_shared()
         n = len(exam.candidates or [])
         if n > len(PHASES):
             self.add_problem(f"{n} candidate series: choose the four phases in Exam > Phases (Ctrl+Shift+P)")
@@ -656,8 +693,8 @@ class MainWindow(QMainWindow):
         current = {p: s.series_uid for p, s in exam.study.sources.items()}
         if phases == current:
             return False
-        self.add_problem("phase assignment restored from your case file (you had reassigned phases)")
         self.open_path(self.path, phases)
+        self.add_problem("phase assignment restored from your case file (you had reassigned phases)")
         return True
 
     def _share_with_engine(self, token: int, study: Study) -> None:
@@ -700,6 +737,7 @@ class MainWindow(QMainWindow):
         current = {p: s.series_uid for p, s in self.exam.study.sources.items()}
         dialog = PhaseDialog(rows, current, self)
         dialog.accepted.connect(lambda: self._phases_chosen(dialog.assignment(), current))
+        dialog.finished.connect(lambda _result: self.activateWindow())  # keys go back to the viewer
         dialog.open()
         self.phase_dialog = dialog
         return dialog
@@ -905,6 +943,7 @@ class MainWindow(QMainWindow):
         self.progress.setFormat(message[:60] + " %p%")
         self.progress.show()
         self.cancel_button.show()
+        self._progress_message = message
         self.statusBar().showMessage(message)
 
     def _progress_set(self, fraction: float, message: str) -> None:
@@ -916,7 +955,8 @@ class MainWindow(QMainWindow):
         self._progress_owner = None
         self.progress.hide()
         self.cancel_button.hide()
-        self.statusBar().clearMessage()
+        if self.statusBar().currentMessage() == getattr(self, "_progress_message", None):
+            self.statusBar().clearMessage()  # only our own "working…" line, not a later message
 
     def cancel_work(self) -> None:
         if self.load_task is not None and self.load_task.running:
@@ -932,7 +972,9 @@ class MainWindow(QMainWindow):
 
     def busy(self) -> list[str]:
         work = list(self.runner.busy())
-        work += [{"analyze": "analysis", "auto_pick": "auto-pick"}.get(k, k) for k in self.jobs.values()]
+        names = {"analyze": "analysis", "auto_pick": "auto-pick"}
+        work += [names.get(k, k) for k in self.jobs.values()]
+        work += [f"{names.get(k, k)} (waiting for the engine)" for k in self._pending_jobs]
         return work
 
     def add_problem(self, text: str) -> None:

@@ -6,7 +6,7 @@ from typing import Callable
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 
 from liverview.qt.box_layer import BoxLayer
 from liverview.qt.phase_view import PhaseView
@@ -15,6 +15,7 @@ from liverview.study.phases import PHASES, WINDOWS
 
 LAYOUTS = ("2x2", "1x4", "single")
 MAX_AI_SHOWN = 3
+POOL_ROIS = MAX_AI_SHOWN + 2  # box outlines each view keeps ready
 
 # name -> (level, width) in HU; "METHOD" gives every phase its own METHOD.md window.
 PRESETS: dict[str, tuple[float, float] | None] = {
@@ -76,6 +77,17 @@ class PhaseGrid(pg.GraphicsLayoutWidget):
         self.set_preset("METHOD")
         self.views[self.active].set_active(True)
         self.scene().sigMouseMoved.connect(self._mouse_moved)
+        self._prewarm = QTimer(self)
+        self._prewarm.setInterval(40)
+        self._prewarm.timeout.connect(self._prewarm_step)
+        self._prewarm.start()
+
+    def _prewarm_step(self) -> None:
+        """One box ROI per tick until every view has POOL_ROIS ready."""
+        for layer in self.box_layers.values():
+            if layer.prewarm(POOL_ROIS):
+                return
+        self._prewarm.stop()
 
     # ---- layout ---------------------------------------------------------------------------
     def set_layout(self, mode: str) -> None:

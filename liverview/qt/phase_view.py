@@ -187,7 +187,6 @@ class PhaseView(pg.ViewBox):
         self.scalebar.text.setText(pg.functions.siFormat(size, suffix="mm"))
         self.scalebar.updateBar()
         self.scalebar.show()
-        self.reset_range()
 
     def reset_range(self) -> None:
         if self.geom is not None:

@@ -168,8 +168,7 @@ class PickStrip(QWidget):
                     b.setEnabled(False)
             self.counts[p].setText(f"{len(picks)}/{MAX_PICKS}" if vol is not None else "—")
         warnings = pick_warnings(case, self.extent) if case is not None and case.study is not None else []
-        self.warnings.setText("\n".join(f"⚠ {w}" for w in warnings))
-        self.warnings.setVisible(bool(warnings))
+        self.warnings.setText("\n".join(f"⚠ {w}" for w in warnings))  # always shown: no relayout
 
     def warning_lines(self) -> list[str]:
         text = self.warnings.text()

@@ -62,3 +62,52 @@ def shown(window, qtbot):
     window.activateWindow()
     qtbot.waitUntil(lambda: window.grid.views["P"].index >= 0)
     return window
+
+
+@pytest.fixture(scope="session")
+def phantom_exam(tmp_path_factory):
+    """A small (64 x 64) four-phase phantom exam on disk: (exam folder, truth dict)."""
+    from liverview.phantom import generate_exam
+
+    out = tmp_path_factory.mktemp("phantom")
+    truth = generate_exam(out, seed=3, patient_index=0, matrix=64)
+    return out / truth["patient_id"], truth
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory):
+    """A tiny randomly initialised model bundle, written by a child process (no torch in this one)."""
+    import subprocess
+
+    folder = tmp_path_factory.mktemp("bundle") / "tiny"
+    code = (
+        "import sys; from liverview.engine.bundle import make_random_bundle; "
+        "make_random_bundle(sys.argv[1], input_size=32, det_input_size=64, arch_args={'layers': [1, 1, 1, 1]})"
+    )
+    subprocess.run([sys.executable, "-c", code, str(folder)], check=True, timeout=300)
+    return folder
+
+
+@pytest.fixture
+def engine_window(qtbot, tiny_bundle):
+    """A main window whose engine process uses the tiny bundle and one thread."""
+    from liverview.qt.main_window import MainWindow
+
+    w = MainWindow(bundle_dir=str(tiny_bundle), engine_threads=1)
+    qtbot.addWidget(w)
+    w.resize(1300, 900)
+    w.show()
+    qtbot.waitExposed(w)
+    w.activateWindow()
+    yield w
+    w.shutdown()
+
+
+@pytest.fixture(scope="session")
+def phantom_exam_128(tmp_path_factory):
+    """A 128 x 128 phantom exam (more decoding work, for the responsiveness test)."""
+    from liverview.phantom import generate_exam
+
+    out = tmp_path_factory.mktemp("phantom128")
+    truth = generate_exam(out, seed=5, patient_index=1, matrix=128)
+    return out / truth["patient_id"], truth

@@ -176,6 +176,7 @@ def test_edits_survive_closing_and_reopening_the_exam(shown, qtbot):
     qtbot.keyClick(shown, Qt.Key.Key_Space)
     draw_box(shown, "P", (5, 6), (20, 22), qtbot)
     path = case_file(case_key(shown.study))
+    shown.saver.flush()
     assert shown.case_path == path and path.exists()
     picks, boxes = dict(shown.case.picks), [b.rect for b in shown.case.boxes]
     shown.close_exam()
