@@ -45,7 +45,10 @@ class BoxROI(pg.ROI):
         x0, y0, x1, y1 = view_rect
         self.setPos((x0, y0), update=False, finish=False)
         self.setSize((x1 - x0, y1 - y0), update=False, finish=False)
-        self.stateChanged(finish=False)
+        if selected:
+            self.stateChanged(finish=False)  # places the resize handles
+        else:
+            self.update()  # handles are hidden: they are placed when the box is selected
         style = (box.origin, box.accepted, selected, box.score)
         if style != self._style:
             self._style = style
@@ -61,6 +64,8 @@ class BoxROI(pg.ROI):
             text = box_caption(box)
             self.caption.setText(text, color=QColor(color))
             self.caption.setVisible(bool(text))
+            for h in self.getHandles():  # resize handles on the selected box only: less to draw per slice
+                h.setVisible(selected)
         self.update()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from PySide6.QtCore import Qt
@@ -14,6 +15,8 @@ from PySide6.QtWidgets import (
 from liverview import RESEARCH_NOTICE
 from liverview.study.phases import PHASES
 
+log = logging.getLogger(__name__)
+NO_FINDINGS = "No analysis yet: pick three slices per phase, then run the analysis (Ctrl+R)."
 CLASSES = ("HH", "OBHT", "HB", "OMHT")
 CLASS_NAMES = {
     "HH": "hepatic hemangioma",
@@ -77,7 +80,7 @@ class FindingsPanel(QWidget):
         self.notice.setWordWrap(True)
         self.notice.setStyleSheet("background:#5d4037; color:#ffe0b2; padding:4px; font-weight:bold;")
         layout.addWidget(self.notice)
-        self.empty = QLabel("No analysis yet: pick three slices per phase, then run the analysis (Ctrl+R).")
+        self.empty = QLabel(NO_FINDINGS)
         self.empty.setWordWrap(True)
         layout.addWidget(self.empty)
 
@@ -170,11 +173,24 @@ class FindingsPanel(QWidget):
     def set_findings(self, findings: dict[str, Any] | None) -> None:
         self.findings = findings
         have = bool(findings)
+        self.empty.setText(NO_FINDINGS)
         self.empty.setVisible(not have)
         for box in (self.result_box, self.class_box, self.attr_box, self.comp_box):
             box.setVisible(have)
         if not have:
             return
+        try:
+            self._fill(findings)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # e.g. a case file from another version
+            log.warning("findings could not be shown: %r", exc)
+            self.findings = None
+            for box in (self.result_box, self.class_box, self.attr_box, self.comp_box):
+                box.setVisible(False)
+            self.empty.setText(f"The stored findings could not be shown (missing or bad field {exc}); "
+                               "run the analysis again.")
+            self.empty.setVisible(True)
+
+    def _fill(self, findings: dict[str, Any]) -> None:
         self.set_bundle_card(findings.get("bundle"))
         exam = findings["exam"]
         group = exam.get("final_group", GROUP_OF.get(exam["final_class"], ""))

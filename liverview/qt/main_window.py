@@ -153,10 +153,9 @@ class MainWindow(QMainWindow):
 
         self.cam_panel = CamPanel()
         self.cam_panel.sigVisible.connect(self.grid.set_cam_visible)
-        self.cam_panel.sigOpacity.connect(self.grid.set_cam_opacity)
+        self.cam_panel.sigOpacity.connect(self._cam_opacity)
         self.cam_panel.sigStage.connect(self._cam_stage)
         self.cam_panel.sigCmap.connect(self._cam_cmap)
-        self.grid.set_cam_opacity(self.cam_panel.opacity.value() / 100.0)
         self.findings = FindingsPanel()
         holder = QWidget()
         lay = QVBoxLayout(holder)
@@ -641,8 +640,7 @@ class MainWindow(QMainWindow):
         self.saver = CaseSaver(case, path, self)
         self.saver.sigFailed.connect(self.show_error)
         case.events.connect(self._case_event)
-        self.cam = CamSource(case.findings, self.cam_panel.current_stage(), self.cam_panel.cmap.currentText())
-        self.grid.cam_lookup = self.cam.lookup
+        self._new_cam_source()
         self.grid.set_case(case, {p: s.description for p, s in study.sources.items()})
         self.picks.set_case(case)
         self.findings.set_findings(case.findings)
@@ -754,12 +752,24 @@ class MainWindow(QMainWindow):
             self.grid.refresh()
             self.picks.refresh()
         elif kind == "findings":
-            self.cam = CamSource(self.case.findings, self.cam_panel.current_stage(), self.cam_panel.cmap.currentText())
-            self.grid.cam_lookup = self.cam.lookup
+            self._new_cam_source()
             self.findings.set_findings(self.case.findings)
             self.cam_panel.set_available(self.cam.stages())
             self.grid.refresh()
         self._update_actions()
+
+    def _new_cam_source(self) -> None:
+        """CAMs of the case's findings, looked up by slice of each phase."""
+        views = self.grid.views
+
+        def slice_index(phase: str, position: float) -> int | None:
+            view = views.get(phase)
+            return view.index_for(position) if view is not None and view.volume is not None else None
+
+        findings = self.case.findings if self.case is not None else None
+        self.cam = CamSource(findings, self.cam_panel.current_stage(), self.cam_panel.cmap.currentText(), slice_index,
+                             self.cam_panel.opacity.value() / 100.0)
+        self.grid.cam_lookup = self.cam.lookup
 
     def _active_position(self) -> tuple[str, float] | None:
         v = self.grid.views[self.grid.active]
@@ -899,6 +909,10 @@ class MainWindow(QMainWindow):
 
     def _cam_stage(self, stage: str) -> None:
         self.cam.set_stage(stage)
+        self.grid.refresh()
+
+    def _cam_opacity(self, opacity: float) -> None:
+        self.cam.set_opacity(opacity)
         self.grid.refresh()
 
     def _cam_cmap(self, name: str) -> None:

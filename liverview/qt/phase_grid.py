@@ -73,6 +73,7 @@ class PhaseGrid(pg.GraphicsLayoutWidget):
         self.preset = "METHOD"
         self.cam_lookup: CamLookup | None = None
         self.cam_visible = True
+        self._box_index: dict[tuple[str, float], list[Box]] | None = None
         self.set_layout("2x2")
         self.set_preset("METHOD")
         self.views[self.active].set_active(True)
@@ -138,6 +139,7 @@ class PhaseGrid(pg.GraphicsLayoutWidget):
         """Show a case's study (None clears). Starts at the middle of the active phase."""
         self.case = case
         self.selected_box = None
+        self._box_index = None
         study = case.study if case is not None else None
         for p, v in self.views.items():
             vol = study.volumes.get(p) if study else None
@@ -174,6 +176,7 @@ class PhaseGrid(pg.GraphicsLayoutWidget):
 
     def refresh(self) -> None:
         """Redraw picks, boxes and CAM after the case changed."""
+        self._box_index = None
         self._show(force=True)
 
     def refresh_ready(self) -> None:
@@ -205,18 +208,14 @@ class PhaseGrid(pg.GraphicsLayoutWidget):
         if found is None:
             v.set_cam(None, None, None)
         else:
-            key, rgba, rect = found
-            v.set_cam(key, rgba, rect)
+            key, image, rect = found
+            v.set_cam(key, image, rect)
 
     def set_cam_visible(self, visible: bool) -> None:
         self.cam_visible = visible
         for v in self.views.values():
             if v.volume is not None and v.index >= 0:
                 self._show_cam(v)
-
-    def set_cam_opacity(self, opacity: float) -> None:
-        for v in self.views.values():
-            v.cam.setOpacity(opacity)
 
     def select_box(self, box_id: str | None) -> None:
         self.selected_box = box_id
@@ -278,7 +277,16 @@ class PhaseGrid(pg.GraphicsLayoutWidget):
         position = self.views[phase].position if position is None else position
         if self.case is None or position is None:
             return []
-        boxes = [b for b in self.case.boxes_on(phase, position) if b.origin != "truth"]
+        if self._box_index is None:  # (phase, slice index) -> boxes; rebuilt after every case change
+            self._box_index = {}
+            for b in self.case.boxes:
+                v = self.views.get(b.phase)
+                if b.origin == "truth" or v is None or v.volume is None:
+                    continue
+                k = v.index_for(b.position)
+                if abs(v.positions[k] - b.position) <= 1e-3:  # the tolerance of Case.boxes_on
+                    self._box_index.setdefault((b.phase, k), []).append(b)
+        boxes = self._box_index.get((phase, self.views[phase].index_for(position)), [])
         proposals = sorted((b for b in boxes if b.origin == "ai" and not b.accepted), key=lambda b: -(b.score or 0.0))
         hidden = {b.id for b in proposals[MAX_AI_SHOWN:] if b.id != self.selected_box}
         return [b for b in boxes if b.id not in hidden]

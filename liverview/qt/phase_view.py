@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QFont, QPen, QTransform
-from PySide6.QtWidgets import QGraphicsRectItem, QGraphicsSimpleTextItem
+from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPen, QTransform
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsRectItem, QGraphicsSimpleTextItem
 
 from liverview.study.phases import PHASE_NAMES
 from liverview.study.volume import HU, Volume
@@ -62,8 +62,86 @@ class Geometry:
         return (x - self.ox) / self.sx, (y - self.oy) / self.sy
 
 
+class CamImage(QGraphicsItem):
+    """The Grad-CAM layer: a premultiplied ARGB32 image drawn over a rectangle of the view.
+
+    Cheaper than a second pyqtgraph ImageItem: the image is coloured once per map, and Qt
+    blends this pixel format without converting it on every paint.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qimage: QImage | None = None
+        self._rect = QRectF()
+
+    def set_image(self, qimage: QImage, rect: QRectF) -> None:
+        if rect != self._rect:
+            self.prepareGeometryChange()
+            self._rect = rect
+        self.qimage = qimage
+        self.update()
+
+    def boundingRect(self) -> QRectF:
+        return self._rect
+
+    def paint(self, painter, option, widget=None) -> None:
+        if self.qimage is not None:
+            # no smoothing: the map is already upsampled to about screen resolution (and
+            # smoothing doubles the cost of the blend)
+            painter.drawImage(self._rect, self.qimage)
+
+
+class ScaleBar(QGraphicsItem):
+    """A bar of fixed length in millimetres at the bottom-right of its view, with its label.
+
+    Drawn from a cached pixmap; it changes only when the view zooms or resizes.
+    """
+
+    def __init__(self, view: "PhaseView") -> None:
+        super().__init__(view)
+        self.view = view
+        self.mm = 10.0
+        self.label = ""
+        self.length_px = 0.0
+        self.font = QFont()
+        self.font.setPointSize(8)
+        self.setZValue(1000)
+        self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        view.sigRangeChanged.connect(lambda *_: self.relayout())
+        view.sigResized.connect(lambda *_: self.relayout())
+
+    def set_mm(self, mm: float) -> None:
+        self.mm = float(mm)
+        self.label = f"{self.mm:g} mm"
+        self.relayout()
+
+    def relayout(self) -> None:
+        (x0, x1), _ = self.view.viewRange()
+        width = self.view.width()
+        length = self.mm / (x1 - x0) * width if x1 > x0 and width > 0 else 0.0
+        r = self.view.boundingRect()
+        self.prepareGeometryChange()
+        self.length_px = length
+        self.setPos(r.right() - 18, r.bottom() - 30)
+        self.update()
+
+    def boundingRect(self) -> QRectF:
+        return QRectF(-max(self.length_px, 40.0) - 2, -16, max(self.length_px, 40.0) + 4, 22)
+
+    def paint(self, painter, option, widget=None) -> None:
+        if self.length_px <= 0:
+            return
+        color = QColor("#e0e0e0")
+        painter.fillRect(QRectF(-self.length_px, 0, self.length_px, 4), color)
+        painter.setPen(color)
+        painter.setFont(self.font)
+        painter.drawText(QRectF(-self.length_px - 20, -16, self.length_px + 40, 14),
+                         Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom, self.label)
+
+
 class CornerText(QGraphicsSimpleTextItem):
-    """A text fixed to a spot of its view (not moving with pan or zoom); cheap to update."""
+    """A text fixed to a spot of its view (not moving with pan or zoom); drawn from a small
+    cached pixmap until it changes."""
 
     def __init__(self, parent, anchor: tuple[float, float], size: int = 10, color: str = "#e0e0e0",
                  offset: tuple[float, float] = (0.0, 0.0)) -> None:
@@ -75,10 +153,11 @@ class CornerText(QGraphicsSimpleTextItem):
         self.setFont(font)
         self.setBrush(QBrush(QColor(color)))
         self.setZValue(1000)
+        self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
 
     def paint(self, painter, option, widget=None) -> None:
         if self.text():  # a dark backing keeps the text legible over bright tissue
-            painter.fillRect(self.boundingRect().adjusted(-2, 0, 2, 0), _TEXT_BACKING)
+            painter.fillRect(self.boundingRect(), _TEXT_BACKING)
         super().paint(painter, option, widget)
 
     def set(self, text: str) -> None:
@@ -126,9 +205,8 @@ class PhaseView(pg.ViewBox):
         self.image = pg.ImageItem(axisOrder="row-major")
         self.image.setZValue(0)
         self.addItem(self.image)
-        self.cam = pg.ImageItem(axisOrder="row-major")
+        self.cam = CamImage()
         self.cam.setZValue(10)
-        self.cam.setOpacity(0.45)
         self.cam.hide()
         self.addItem(self.cam)
         self._cam_key: object = None
@@ -148,9 +226,7 @@ class PhaseView(pg.ViewBox):
         self.frame.setZValue(999)
         self.frame.setBrush(QBrush(Qt.BrushStyle.NoBrush))
         self._set_frame()
-        self.scalebar = pg.ScaleBar(size=10, width=4, suffix="mm", brush="#e0e0e0", offset=(-18, -30))
-        self.scalebar.setParentItem(self)
-        self.scalebar.setZValue(1000)
+        self.scalebar = ScaleBar(self)
         self.scalebar.hide()
         self.title.set(f"{phase}  {PHASE_NAMES.get(phase, '')}  (not loaded)")
         self.sigResized.connect(self._place_texts)
@@ -183,9 +259,7 @@ class PhaseView(pg.ViewBox):
         self.orient["bottom"].set(g.bottom)
         fov = g.cols * g.sx
         size = next((s for s in (100, 50, 20, 10, 5, 2, 1) if s <= fov / 4), 1)
-        self.scalebar.size = size
-        self.scalebar.text.setText(pg.functions.siFormat(size, suffix="mm"))
-        self.scalebar.updateBar()
+        self.scalebar.set_mm(size)
         self.scalebar.show()
 
     def reset_range(self) -> None:
@@ -253,20 +327,19 @@ class PhaseView(pg.ViewBox):
         self.active = active
         self._set_frame()
 
-    def set_cam(self, key: object, rgba: np.ndarray | None, rect_pixels: tuple[float, float, float, float] | None) -> None:
-        """Show a coloured CAM (RGBA uint8) over the pixel rectangle, or hide it (rgba None)."""
-        if rgba is None or self.geom is None:
+    def set_cam(self, key: object, image: QImage | None, rect_pixels: tuple[float, float, float, float] | None) -> None:
+        """Show a coloured CAM over the pixel rectangle, or hide it (image None)."""
+        if image is None or self.geom is None:
             if self.cam.isVisible():
                 self.cam.hide()
             self._cam_key = None
             return
         if key != self._cam_key:
             self._cam_key = key
-            self.cam.setImage(rgba, autoLevels=False, levels=None)
             x0, y0, x1, y1 = rect_pixels
             vx0, vy0 = self.geom.to_view(x0, y0)
             vx1, vy1 = self.geom.to_view(x1, y1)
-            self.cam.setRect(QRectF(vx0, vy0, vx1 - vx0, vy1 - vy0))
+            self.cam.set_image(image, QRectF(vx0, vy0, vx1 - vx0, vy1 - vy0))
         if not self.cam.isVisible():
             self.cam.show()
 

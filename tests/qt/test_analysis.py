@@ -71,7 +71,8 @@ def test_auto_pick_and_analysis_fill_the_findings_and_show_the_cam(engine_window
     shown = {p: grid.views[p].cam.isVisible() for p in PHASES}
     assert shown == {p: True for p in PHASES}
     cam_v = grid.views["V"].cam
-    assert cam_v.image is not None and cam_v.image.shape[2] == 4
+    assert cam_v.qimage is not None and not cam_v.qimage.isNull()
+    assert cam_v.boundingRect().width() > 0
     key_stage1 = grid.views["V"]._cam_key
     qtbot.keyClick(w, Qt.Key.Key_H)
     assert not cam_v.isVisible()
@@ -80,9 +81,13 @@ def test_auto_pick_and_analysis_fill_the_findings_and_show_the_cam(engine_window
     qtbot.keyClick(w, Qt.Key.Key_H, Qt.KeyboardModifier.ShiftModifier)
     assert w.cam_panel.current_stage() == "stage2"
     assert grid.views["V"]._cam_key != key_stage1 and grid.views["V"]._cam_key[1] == "stage2"
-    opacity = cam_v.opacity()
+    opacity = w.cam.opacity
+    alpha = cam_v.qimage.pixelColor(cam_v.qimage.width() // 2, cam_v.qimage.height() // 2).alpha()
     qtbot.keyClick(w, Qt.Key.Key_BracketLeft)
-    assert cam_v.opacity() == pytest.approx(opacity - 0.10, abs=0.011)
+    assert w.cam.opacity == pytest.approx(opacity - 0.10, abs=0.011)
+    assert w.cam_panel.opacity.value() == round((opacity - 0.10) * 100)
+    alpha2 = cam_v.qimage.pixelColor(cam_v.qimage.width() // 2, cam_v.qimage.height() // 2).alpha()
+    assert alpha2 < alpha or alpha == 0  # the drawn overlay is more transparent
     qtbot.keyClick(w, Qt.Key.Key_Down)  # a slice that was not picked has no CAM
     if not w.case.is_picked("V", grid.views["V"].position):
         assert not cam_v.isVisible()
@@ -90,7 +95,7 @@ def test_auto_pick_and_analysis_fill_the_findings_and_show_the_cam(engine_window
     # AI boxes: dashed until accepted
     grid.set_position(w.case.picks["V"][1])
     ai = [b for b in grid.shown_boxes("V") if b.origin == "ai"]
-    print("AIBOXES", len(ai), len(w.case.boxes))
+    assert ai  # the random detector's threshold is low: it proposes boxes
     if ai:
         roi = grid.box_layers["V"].roi_for(ai[0].id)
         assert roi.pen.style() == Qt.PenStyle.DashLine
@@ -185,7 +190,6 @@ def test_gui_thread_never_stalls_while_an_exam_loads_and_analysis_runs(engine_wi
             qtbot.wait(15)
     assert len(watch.gaps) > 100
     worst = max(watch.gaps)
-    print("HEARTBEAT", len(watch.gaps), sorted(watch.gaps, reverse=True)[:6], watch.samples)
     assert worst[0] < 0.100, (f"GUI thread stalled {worst[0] * 1000:.0f} ms during {worst[1]}; "
                               f"5 worst: {sorted(watch.gaps, reverse=True)[:5]}; where: {watch.samples}")
 

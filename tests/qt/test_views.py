@@ -115,8 +115,8 @@ def test_orientation_labels_and_scale_bar(shown):
     # identity-like axial geometry: columns run to patient left, rows to posterior
     assert (v.orient["left"].text(), v.orient["right"].text()) == ("R", "L")
     assert (v.orient["top"].text(), v.orient["bottom"].text()) == ("A", "P")
-    assert v.scalebar is not None and v.scalebar.text.textItem.toPlainText() == "10 mm"
-    bar_px = v.scalebar.bar.rect().width()
+    assert v.scalebar.isVisible() and v.scalebar.label == "10 mm"
+    bar_px = v.scalebar.length_px
     # the bar is 10 mm: in view pixels that is 10 mm / (mm per view pixel)
     mm_per_px = (v.viewRange()[0][1] - v.viewRange()[0][0]) / v.width()
     assert bar_px * mm_per_px == pytest.approx(10.0, rel=0.05)
