@@ -36,7 +36,7 @@ class BoxROI(pg.ROI):
         self.setAcceptedMouseButtons(Qt.MouseButton.LeftButton)
         self.setZValue(20)
         self.box_id: str | None = None
-        self.caption = pg.TextItem(anchor=(0, 1))
+        self.caption = pg.TextItem(anchor=(0, 0))  # inside the box's top-left corner: visible at image edges too
         self.caption.setParentItem(self)
         self._style: tuple = ()
 

@@ -35,6 +35,23 @@ def install(log_dir: Path) -> Path:
     return path
 
 
+def uninstall() -> None:
+    """Undo install(): the default hooks, no log file handler, faulthandler off (tests use this)."""
+    global _fault_file
+    sys.excepthook = sys.__excepthook__
+    threading.excepthook = threading.__excepthook__
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if isinstance(h, logging.handlers.RotatingFileHandler) and h.baseFilename.endswith("liverview.log"):
+            root.removeHandler(h)
+            h.close()
+    if _fault_file is not None:
+        faulthandler.disable()
+        _fault_file.close()
+        _fault_file = None
+    set_notifier(None)
+
+
 def set_notifier(notify: Callable[[str], None] | None) -> None:
     """Who tells the user about an uncaught exception (the main window's message box)."""
     global _notify
