@@ -23,7 +23,6 @@ import sys
 import tempfile
 import time
 import zlib
-from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 

@@ -27,7 +27,6 @@ def box_on_phase(case: Case, box: Box, phase: str, position: float, author: str 
     """The box carried to another phase through patient space (its corners mapped to that phase's pixels)."""
     src, dst = case.volume(box.phase), case.volume(phase)
     k_src = src.index_at(box.position)
-    k_dst = dst.index_at(position)
     corners = []
     for x, y in ((box.x0, box.y0), (box.x1, box.y1)):
         # box coordinates are pixel edges; the affine maps pixel centres (edge = centre - 0.5)

@@ -9,7 +9,6 @@ from PySide6.QtCore import QObject, QTimer
 from PySide6.QtWidgets import QApplication
 
 from liverview.study.case import MAX_PICKS
-from liverview.study.phases import PHASES
 
 log = logging.getLogger(__name__)
 TIMEOUT_S = 900

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from PySide6.QtCore import QPoint, Qt
+from PySide6.QtCore import Qt
 from qt_mouse import click, drag, pixel_to_widget
 
-from liverview.qt.main_window import case_key
+from liverview.qt.exam_opening import case_key
 from liverview.qt.paths import case_file
 from liverview.study.phases import PHASES
 from liverview.study.persist import load_case

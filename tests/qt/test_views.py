@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 from qt_mouse import drag, hover, pixel_to_widget, wheel
@@ -104,7 +103,7 @@ def test_cursor_readout_shows_hu_and_patient_position(shown, qtbot):
     k = v.index
     hu = float(v.volume.pixels[k, 20, 40])
     assert text.startswith("D ")
-    assert f"col 40 row 20" in text
+    assert "col 40 row 20" in text
     assert f"{hu:.0f} HU" in text
     lps = v.volume.to_patient(40, 20, k)
     assert f"{lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}" in text
