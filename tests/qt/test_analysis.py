@@ -230,7 +230,7 @@ def test_an_engine_crash_reaches_the_user_and_the_log(engine_window, qtbot, phan
     assert not w.busy()
 
 
-def test_without_a_bundle_the_user_is_told_what_to_do(qtbot, tmp_path, phantom_exam):
+def test_without_a_bundle_the_user_is_told_what_to_do(qtbot, tmp_path, phantom_exam, tiny_bundle):
     from liverview.qt.main_window import MainWindow
 
     w = MainWindow(bundle_dir=str(tmp_path / "no-such-bundle"), engine_threads=1)
@@ -246,5 +246,13 @@ def test_without_a_bundle_the_user_is_told_what_to_do(qtbot, tmp_path, phantom_e
         assert not w.actions["analyze"].isEnabled()
         w.run_analysis()
         assert w.last_error.startswith("No model bundle is loaded")
+        # choosing a bundle folder (Analysis > Choose model bundle folder) makes the engine usable
+        with qtbot.waitSignal(w.engine.sigState, timeout=ENGINE_TIMEOUT_MS, check_params_cb=lambda s: s == "ready"):
+            w.set_bundle(str(tiny_bundle))
+        assert w.actions["analyze"].isEnabled()
+        assert w.findings.card["name"].text() == "random-untrained"
+        from liverview.qt.settings import settings
+
+        assert settings().value("engine/bundle") == str(tiny_bundle)  # remembered for the next start
     finally:
         w.shutdown()

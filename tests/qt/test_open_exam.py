@@ -179,3 +179,18 @@ def test_recent_exams_menu_lists_opened_exams(window, qtbot, phantom_exam):
     window._fill_recent()
     texts = [a.text() for a in window.recent_menu.actions()]
     assert str(path) in texts
+
+
+def test_problems_found_while_loading_are_listed_not_thrown(window, qtbot, phantom_exam, tmp_path):
+    src, _ = phantom_exam
+    path = tmp_path / "damaged"
+    shutil.copytree(src, path)
+    venous = next(d for d in (path / "dicom").iterdir() if "VENOUS" in d.name.upper())
+    victim = sorted(venous.iterdir())[4]
+    raw = victim.read_bytes()
+    victim.write_bytes(raw[: len(raw) - 4000])  # pixel data cut short
+    open_and_wait(window, qtbot, path)
+    lines = window.problem_lines()
+    assert any("truncated pixel data" in line and victim.name in line for line in lines), lines
+    assert window.study.phases == list(PHASES)  # the exam still opened
+    assert window.last_error == ""
