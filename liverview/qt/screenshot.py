@@ -97,7 +97,10 @@ class ScreenshotDriver(QObject):
     def _render(self) -> None:
         w = self.window
         QApplication.processEvents()
-        image = w.grab()
+        if QApplication.platformName() == "offscreen":
+            image = w.grab()  # the widgets painted into a pixmap
+        else:  # a real display (e.g. Xvfb): what the screen shows where the window is
+            image = w.screen().grabWindow(w.winId())
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not image.save(str(self.path), "PNG"):
             self._fail(f"{self.path}: could not write the PNG")
