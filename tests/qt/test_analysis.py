@@ -256,3 +256,23 @@ def test_without_a_bundle_the_user_is_told_what_to_do(qtbot, tmp_path, phantom_e
         assert settings().value("engine/bundle") == str(tiny_bundle)  # remembered for the next start
     finally:
         w.shutdown()
+
+
+def test_escape_cancels_a_running_analysis(engine_window, qtbot, phantom_exam):
+    w = engine_window
+    path, truth = phantom_exam
+    open_exam(w, qtbot, path)
+    truth_picks(w, truth)
+    with qtbot.waitSignal(w.sigEngineStudyReady, timeout=ENGINE_TIMEOUT_MS):
+        w.start_engine()
+    qtbot.waitUntil(lambda: w.engine.ready, timeout=ENGINE_TIMEOUT_MS)
+    with qtbot.waitSignal(w.engine.sigCancelled, timeout=60000):
+        qtbot.keyClick(w, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
+        assert "analyze" in w.jobs.values() and w.cancel_button.isVisible()
+        qtbot.keyClick(w, Qt.Key.Key_Escape)
+    assert w.case.findings is None  # nothing half-done was stored
+    assert not w.busy() and w.progress.isHidden()
+    assert w.statusBar().currentMessage() == "cancelled"
+    with qtbot.waitSignal(w.sigAnalysisDone, timeout=ENGINE_TIMEOUT_MS):  # the engine still works afterwards
+        w.run_analysis()
+    assert w.case.findings is not None
