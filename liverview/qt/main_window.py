@@ -77,6 +77,7 @@ class MainWindow(ExamOpening, AnalysisJobs, CaseEditing, WindowLayout, QMainWind
         self._progress_owner: object = None
         self._shared_token: int | None = None
         self.preload_task: Task | None = None
+        self.shut_down = False
 
         self.grid = PhaseGrid()
         self.grid.cam_lookup = self.cam.lookup
@@ -282,7 +283,7 @@ class MainWindow(ExamOpening, AnalysisJobs, CaseEditing, WindowLayout, QMainWind
 
     # ---- closing --------------------------------------------------------------------------------
     def closeEvent(self, event) -> None:
-        work = self.busy()
+        work = [] if self.shut_down else self.busy()
         if work:
             answer = QMessageBox.question(
                 self, "Work is running",
@@ -295,7 +296,7 @@ class MainWindow(ExamOpening, AnalysisJobs, CaseEditing, WindowLayout, QMainWind
         event.accept()
 
     def shutdown(self) -> None:
-        """Stop every worker, save the case, stop the engine process."""
+        """Stop every worker, save the case, stop the engine process (safe to call twice)."""
         self.cancel_work()
         self.ready_timer.stop()
         self.runner.wait(5000)
@@ -303,4 +304,7 @@ class MainWindow(ExamOpening, AnalysisJobs, CaseEditing, WindowLayout, QMainWind
             self.saver.close()
             self.saver = None
         self.engine.stop()
+        self.jobs.clear()  # their process is gone: nothing is running any more
+        self._pending_jobs.clear()
+        self.shut_down = True
 
