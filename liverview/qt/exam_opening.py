@@ -32,11 +32,10 @@ class _Relay(QObject):
 
 
 def case_key(study: Study) -> str:
+    """What names a study's case file: its StudyInstanceUID, else a hash of its path (exports)."""
     if study.study_uid:
         return study.study_uid
     return "path-" + hashlib.sha1(os.path.abspath(study.path or "").encode()).hexdigest()[:16]
-
-
 
 
 class ExamOpening:
