@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -51,6 +52,7 @@ class DetectorConfig:
     iou: float = 0.6  # engine NMS IoU recorded in the manifest
     close_mosaic: int = 0
     mosaic: float = 0.0
+    warmup_epochs: float = 3.0
     extra: dict = field(default_factory=dict)  # any further ultralytics train argument
 
 
@@ -159,6 +161,7 @@ def train_detector(
         "patience": cfg.patience,
         "lr0": cfg.lr0,
         "optimizer": cfg.optimizer,
+        "warmup_epochs": cfg.warmup_epochs,
         "cache": "ram",
         "verbose": progress,
         "val": True,
@@ -175,12 +178,16 @@ def train_detector(
         entry = {"epoch": int(tr.epoch), "fitness": None if tr.fitness is None else float(tr.fitness)}
         entry.update({k: float(v) for k, v in (tr.metrics or {}).items() if isinstance(v, (int, float))})
         history.append(entry)
+        if progress:
+            m50 = next((v for k, v in entry.items() if k.endswith("mAP50(B)")), float("nan"))
+            print(f"[detector] epoch {tr.epoch + 1}/{tr.epochs} val mAP50 {m50:.4f} fitness {entry['fitness'] or 0:.4f} "
+                  f"({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
         if tr.fitness is not None and tr.best_fitness is not None and float(tr.fitness) >= float(tr.best_fitness):
             best["state"] = {k: v.detach().float().cpu().clone() for k, v in tr.ema.ema.state_dict().items()}
             best["epoch"], best["fitness"] = int(tr.epoch), float(tr.fitness)
 
-    trainer.add_callback("on_fit_epoch_end", on_fit_epoch_end)
     t0 = time.time()
+    trainer.add_callback("on_fit_epoch_end", on_fit_epoch_end)
     trainer.train()
     seconds = time.time() - t0
     state = best["state"]

@@ -76,6 +76,7 @@ def run_bundle(folder: str | Path, cohort: Cohort, phases: Sequence[str] = PHASE
         "refs": refs,
         "exams": [cohort.patient_ids[r.exam] for r in refs],
         "classes": [cohort.classes[r.exam] for r in refs],
+        "members": {cohort.patient_ids[i]: cohort.members[i] or cohort.classes[i] for i in range(len(cohort))},
         "preds": preds,
         "truths": truths,
         "probs": {k: {kind: np.concatenate(v) for kind, v in d.items()} for k, d in probs.items()},
@@ -96,17 +97,9 @@ def _task_eval(run: dict, key: str, kind: str, n_boot: int, seed: int, threshold
 
 def two_stage(run: dict, threshold: float = 0.5) -> dict:
     """The engine's exam-level decision on detected boxes: stage 1 mean, then the chosen branch's mean."""
-    s1 = run["probs"]["stage1"]["detected"]
-    ids, p1 = exam_average(run["exams"], s1)
+    ids, pred = _two_stage_calls(run, threshold)
     truth = dict(zip(run["exams"], run["classes"]))
-    calls = {}
-    for branch, names in (("benign", ("HH", "OBHT")), ("malignant", ("HB", "OMHT"))):
-        _, p2 = exam_average(run["exams"], run["probs"][branch]["detected"])
-        for e, a, b in zip(ids, p1[:, 1], p2[:, 1]):
-            if (a >= threshold) == (branch == "malignant"):
-                calls[e] = names[int(b >= 0.5)]
     y = [truth[e] for e in ids]
-    pred = [calls[e] for e in ids]
     cm = [[sum(1 for t, p in zip(y, pred) if t == a and p == b) for b in CLASSES] for a in CLASSES]
     return {
         "exams": len(ids),
@@ -115,6 +108,37 @@ def two_stage(run: dict, threshold: float = 0.5) -> dict:
         "confusion": cm,
         "note": "rows: truth, columns: two-stage call on detected boxes",
     }
+
+
+def per_member(run: dict, threshold: float = 0.5) -> list[dict]:
+    """Per lesion type (phantom member): exams, mean stage-1 P(malignant) and how often stage 1
+    (annotated boxes) and the two-stage call (detected boxes) are right."""
+    ids, p1 = exam_average(run["exams"], run["probs"]["stage1"]["truth"])
+    truth = dict(zip(run["exams"], run["classes"]))
+    calls = dict(zip(*_two_stage_calls(run, threshold)))
+    rows = []
+    for member in sorted(set(run["members"].values())):
+        sel = [i for i, e in enumerate(ids) if run["members"][e] == member]
+        if not sel:
+            continue
+        malignant = [TASKS["stage1"].label(truth[ids[i]]) == 1 for i in sel]
+        right1 = [(p1[i, 1] >= threshold) == m for i, m in zip(sel, malignant)]
+        rows.append({"member": member, "class": truth[ids[sel[0]]], "exams": len(sel),
+                     "mean_p_malignant": float(np.mean(p1[sel, 1])), "stage1_correct": float(np.mean(right1)),
+                     "two_stage_correct": float(np.mean([calls[ids[i]] == truth[ids[i]] for i in sel]))})
+    return rows
+
+
+def _two_stage_calls(run: dict, threshold: float) -> tuple[list, list]:
+    s1 = run["probs"]["stage1"]["detected"]
+    ids, p1 = exam_average(run["exams"], s1)
+    calls = {}
+    for branch, names in (("benign", ("HH", "OBHT")), ("malignant", ("HB", "OMHT"))):
+        _, p2 = exam_average(run["exams"], run["probs"][branch]["detected"])
+        for e, a, b in zip(ids, p1[:, 1], p2[:, 1]):
+            if (a >= threshold) == (branch == "malignant"):
+                calls[e] = names[int(b >= 0.5)]
+    return ids, [calls[e] for e in ids]
 
 
 def evaluate_bundle(
@@ -147,6 +171,7 @@ def evaluate_bundle(
                 curves[key] = (ev["labels"], ev["scores"])
         result["classifiers"][key] = entry
     result["two_stage"] = two_stage(run, threshold)
+    result["per_member"] = per_member(run, threshold)
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -186,4 +211,10 @@ def markdown(result: dict) -> str:
                   "| truth \\ call | " + " | ".join(t["classes"]) + " |", "|---" * (len(t["classes"]) + 1) + "|"]
         for name, row in zip(t["classes"], t["confusion"]):
             lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+    rows = result.get("per_member")
+    if rows:
+        lines += ["", "| lesion type | class | exams | mean P(malignant) | stage 1 right | two-stage right |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {r['member']} | {r['class']} | {r['exams']} | {r['mean_p_malignant']:.3f} | "
+                  f"{r['stage1_correct']:.2f} | {r['two_stage_correct']:.2f} |" for r in rows]
     return "\n".join(lines) + "\n"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -125,8 +126,13 @@ def phantom_exam(seed: int, index: int, cls: str | None, matrix: int, **render_a
 
 
 def _phantom_job(args):
+    """The exam, or the reason it cannot follow the protocol (e.g. a lesion too small to be seen
+    on three slices of every phase: the phantom then gives a phase no picks)."""
     seed, index, cls, matrix, render_args = args
-    return phantom_exam(seed, index, cls, matrix, **render_args)
+    try:
+        return phantom_exam(seed, index, cls, matrix, **render_args)
+    except CohortError as exc:
+        return str(exc)
 
 
 def phantom_cohort(
@@ -141,16 +147,21 @@ def phantom_cohort(
     """A phantom cohort of `n` patients rendered in memory; classes follow `mix` exactly (class_plan)."""
     plan = class_plan(n, seed, mix)
     jobs = [(seed, i, plan[i], matrix, dict(render_args or {})) for i in range(n)]
-    exams = _run(jobs, workers, progress)
+    results = _run(jobs, workers, progress)
+    exams = [e for e in results if not isinstance(e, str)]
+    skipped = [e for e in results if isinstance(e, str)]
+    for why in skipped:
+        print(f"skipped: {why}", file=sys.stderr, flush=True)
     from liverview.phantom import parse_mix as phantom_mix
 
     meta = {"source": "phantom (in memory)", "seed": seed, "patients": n, "mix": dict(phantom_mix(dict(mix) if mix else None)),
-            "matrix": matrix, "render_args": dict(render_args or {})}
+            "matrix": matrix, "render_args": dict(render_args or {}),
+            "skipped": skipped}
     return stack(exams, meta)
 
 
-def _run(jobs, workers: int, progress: Progress | None) -> list[ExamSlices]:
-    out: list[ExamSlices] = []
+def _run(jobs, workers: int, progress: Progress | None) -> list:
+    out: list = []
     if workers <= 1:
         for j, job in enumerate(jobs):
             out.append(_phantom_job(job))

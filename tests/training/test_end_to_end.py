@@ -25,7 +25,7 @@ def built(tmp_path_factory):
     r.matrix = 64
     r.render_args = {"n_slices": 8}
     r.n_boot = 50
-    r.trainval.patients, r.test17.patients, r.heldout.patients = 12, 4, 8
+    r.trainval.patients, r.test17.patients, r.heldout.patients, r.stress.patients = 12, 4, 8, 4
     r.detector = dataclasses.replace(r.detector, imgsz=64, epochs=1, batch=8)
     r.classifiers = {k: dataclasses.replace(c, input_size=32, epochs=1, batch_size=16) for k, c in r.classifiers.items()}
     report = build(r, out, work, device="cpu", log=lambda s: None)
