@@ -281,10 +281,7 @@ def load_export_input(inp: ExamInput, root: Path) -> ExamLoad:
             for label, x0, y0, x1, y1 in doc.rects:
                 box = Box(phase=phase, position=position, x0=x0, y0=y0, x1=x1, y1=y1,
                           origin="user", author="labelme", label=label)
-                box.patient = [
-                    [round(float(c), 3) for c in vol.to_patient(x0, y0, idx)],
-                    [round(float(c), 3) for c in vol.to_patient(x1, y1, idx)],
-                ]
+                box.patient = [[round(c, 3) for c in corner] for corner in vol.box_to_patient(x0, y0, x1, y1, idx)]
                 seed.boxes.append(box)
     if not volumes:
         raise ExamError(f"{root}: no phase folders with images")

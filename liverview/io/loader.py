@@ -39,8 +39,8 @@ class CaseSeed:
 
     def apply(self, case) -> None:
         """Put the picks and boxes into a fresh Case (its user boxes are replaced)."""
-        for phase, positions in self.picks.items():
-            case.set_picks(phase, positions)
+        if self.picks:
+            case.set_all_picks(self.picks)
         if self.boxes:
             case.replace_boxes("user", [dataclasses.replace(b) for b in self.boxes])
 

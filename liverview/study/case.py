@@ -115,10 +115,7 @@ class Case:
         vol = self.volume(box.phase)
         if vol is not None:
             k = vol.index_at(box.position)
-            box.patient = [
-                [round(float(c), 3) for c in vol.to_patient(box.x0, box.y0, k)],
-                [round(float(c), 3) for c in vol.to_patient(box.x1, box.y1, k)],
-            ]
+            box.patient = [[round(c, 3) for c in corner] for corner in vol.box_to_patient(box.x0, box.y0, box.x1, box.y1, k)]
         return box
 
     # ---- undo -----------------------------------------------------------------------
@@ -182,12 +179,19 @@ class Case:
         return False
 
     def set_picks(self, phase: str, positions: list[float]) -> None:
-        check_phase(phase)
-        if len(positions) > MAX_PICKS:
-            raise ValueError(f"phase {phase}: at most {MAX_PICKS} picks, got {len(positions)}")
+        self.set_all_picks({phase: positions})
+
+    def set_all_picks(self, picks: dict[str, list[float]]) -> None:
+        """Replace the picks of several phases as one edit (one undo step), e.g. an auto-pick."""
+        for phase, positions in picks.items():
+            check_phase(phase)
+            if len(positions) > MAX_PICKS:
+                raise ValueError(f"phase {phase}: at most {MAX_PICKS} picks, got {len(positions)}")
         self._checkpoint()
-        self.picks[phase] = sorted(float(p) for p in positions)
-        self.events.emit("picks", phase=phase)
+        for phase, positions in picks.items():
+            self.picks[phase] = sorted(float(p) for p in positions)
+        for phase in picks:
+            self.events.emit("picks", phase=phase)
 
     def is_picked(self, phase: str, position: float) -> bool:
         return any(_same_position(p, position) for p in self.picks[phase])

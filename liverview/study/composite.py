@@ -71,7 +71,7 @@ def build_composite(
     slices: Mapping[str, np.ndarray | None],
     intensity: str = HU,
     export_windows: Mapping[str, tuple[float, float] | None] | None = None,
-    windows: Mapping[str, tuple[float, float]] = WINDOWS,
+    windows: Mapping[str, tuple[float, float]] | None = None,
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     """Stack one slice per phase into a float32 (4, H, W) array in [0, 1], channels P, A, V, D.
 
@@ -79,6 +79,7 @@ def build_composite(
     returned `phases_used`. Slices whose matrix differs from the first present phase are
     resampled onto its grid.
     """
+    windows = WINDOWS if windows is None else windows
     present = [p for p in PHASES if slices.get(p) is not None]
     if not present:
         raise ValueError("a composite needs at least one phase slice")
@@ -114,11 +115,13 @@ def union_box(boxes: Iterable[Rect | None]) -> Rect | None:
     return (float(arr[:, 0].min()), float(arr[:, 1].min()), float(arr[:, 2].max()), float(arr[:, 3].max()))
 
 
-def case_composites(case, mode: str = "depth", k: int | None = None) -> list[Composite]:
+def case_composites(case, mode: str = "depth", k: int | None = None,
+                    windows: dict[str, tuple[float, float]] | None = None) -> list[Composite]:
     """Composites of a Case from its picks; boxes are the readers' boxes (user, else accepted AI).
 
     Phases without a volume or without picks are left out (zero channel); K is the smallest
-    number of picks among the phases used.
+    number of picks among the phases used. `windows` (phase -> level, width) replaces the
+    METHOD.md windows for HU volumes, e.g. the windows a model bundle was trained with.
     """
     study = case.study
     if study is None:
@@ -146,7 +149,7 @@ def case_composites(case, mode: str = "depth", k: int | None = None) -> list[Com
             if b is not None:
                 boxes.append((b.x0 * sx, b.y0 * sy, b.x1 * sx, b.y1 * sy))
         image, used = build_composite(
-            slices, intensity, {p: study.volumes[p].window for p in phases}
+            slices, intensity, {p: study.volumes[p].window for p in phases}, windows
         )
         out.append(Composite(image, used, dict(combo), positions, union_box(boxes), scale))
     return out

@@ -65,12 +65,20 @@ class Volume:
 
     @property
     def positions(self) -> np.ndarray:
-        """Position of every slice along the slice normal (mm), ascending."""
+        """Position of every slice along the slice normal (mm), ascending (read-only array)."""
+        # cached: the viewer asks on every scroll step; the key keeps it right if the affine is replaced
+        key = (self.affine.tobytes(), self.pixels.shape[0])
+        cached = self.__dict__.get("_positions")
+        if cached is not None and cached[0] == key:
+            return cached[1]
         origin = self.affine[:3, 3]
         step = self.affine[:3, 2]
         n = self.normal
         k = np.arange(self.pixels.shape[0], dtype=np.float64)
-        return float(origin @ n) + k * float(step @ n)
+        pos = float(origin @ n) + k * float(step @ n)
+        pos.flags.writeable = False
+        self.__dict__["_positions"] = (key, pos)
+        return pos
 
     def index_at(self, position: float) -> int:
         """Index of the slice nearest to `position` (mm along the normal)."""
@@ -85,6 +93,14 @@ class Volume:
     def to_patient(self, col: float, row: float, index: float) -> np.ndarray:
         """Patient coordinates (mm) of a pixel position."""
         return (self.affine @ np.array([col, row, index, 1.0]))[:3]
+
+    def box_to_patient(self, x0: float, y0: float, x1: float, y1: float, index: float) -> list[list[float]]:
+        """Patient corners (mm) of a box on slice `index` whose coordinates are pixel edges.
+
+        Pixel (c, r) covers [c, c+1) x [r, r+1) in box coordinates (as in LabelMe, YOLO and
+        the phantom's truth), while the affine maps pixel centres, so edges shift by half a pixel.
+        """
+        return [[float(c) for c in self.to_patient(x - 0.5, y - 0.5, index)] for x, y in ((x0, y0), (x1, y1))]
 
     def to_pixel(self, point: np.ndarray) -> np.ndarray:
         """(col, row, index) of a patient-space point."""

@@ -33,8 +33,45 @@ def test_picks_are_sorted_capped_and_unique(case):
 def test_box_gets_patient_coordinates(case, study):
     box = case.add_box(Box("A", study.volumes["A"].positions[2], 10, 12, 4, 20))
     assert box.rect == (4.0, 12.0, 10.0, 20.0), "corners are normalised"
-    # (col 4, row 12) -> x = -10 + 4*0.7, y = -20 + 12*0.7, z = slice position
-    assert box.patient[0] == pytest.approx([-10 + 2.8, -20 + 8.4, study.volumes["A"].positions[2]])
+    # box coordinates are pixel edges: edge (4, 12) lies half a pixel before the centre of pixel (4, 12),
+    # whose position the affine gives: x = -10 + 3.5*0.7, y = -20 + 11.5*0.7, z = slice position
+    assert box.patient[0] == pytest.approx([-10 + 3.5 * 0.7, -20 + 11.5 * 0.7, study.volumes["A"].positions[2]])
+    assert box.patient[1] == pytest.approx([-10 + 9.5 * 0.7, -20 + 19.5 * 0.7, study.volumes["A"].positions[2]])
+
+
+def test_a_one_pixel_box_spans_exactly_that_pixel_in_patient_space(case, study):
+    vol = study.volumes["A"]
+    box = case.add_box(Box("A", vol.positions[0], 0, 0, 1, 1))
+    centre = vol.to_patient(0, 0, 0)
+    np.testing.assert_allclose(np.mean(box.patient, axis=0), centre, atol=1e-3)
+    np.testing.assert_allclose(np.subtract(box.patient[1], box.patient[0])[:2], [0.7, 0.7], atol=1e-3)
+
+
+def test_positions_are_cached_read_only_and_follow_a_new_affine(study):
+    vol = study.volumes["V"]
+    first = vol.positions
+    assert vol.positions is first, "asking twice must not recompute"
+    with pytest.raises(ValueError):
+        first[0] = 0.0
+    shifted = vol.affine.copy()
+    shifted[2, 3] += 10.0
+    vol.affine = shifted
+    assert vol.positions[0] == pytest.approx(first[0] + 10.0)
+
+
+def test_set_all_picks_is_one_undo_step_with_an_event_per_phase(case, study):
+    seen = []
+    case.events.connect(lambda kind, payload: seen.append((kind, payload.get("phase"))))
+    picks = {p: [float(study.volumes[p].positions[k]) for k in (2, 3, 4)] for p in "PAVD"}
+    case.set_all_picks(picks)
+    assert case.picks == picks
+    assert sorted(ph for kind, ph in seen if kind == "picks") == sorted("PAVD")
+    assert case.undo()
+    assert all(case.picks[p] == [] for p in "PAVD"), "one undo takes back the whole auto-pick"
+    assert not case.can_undo
+    with pytest.raises(ValueError, match="at most 3 picks"):
+        case.set_all_picks({"P": [1.0, 2.0, 3.0, 4.0], "A": [1.0]})
+    assert case.picks["A"] == [], "a refused batch changes nothing"
 
 
 def test_undo_redo_every_edit(case):

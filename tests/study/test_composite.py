@@ -72,3 +72,13 @@ def test_case_composites_follow_picks_and_boxes(case, study):
     vol_v = study.volumes["V"]
     expected = to_unit(vol_v.slice_at(case.picks["V"][1]), "V")
     np.testing.assert_allclose(middle.image[2], expected)
+
+
+def test_case_composites_use_a_bundles_windows_when_given(case, study):
+    for p in "PAVD":
+        case.set_picks(p, [float(x) for x in study.volumes[p].positions[3:6]])
+    wide = {p: (40.0, 2000.0) for p in "PAVD"}
+    default, windowed = case_composites(case)[0], case_composites(case, windows=wide)[0]
+    expected = to_unit(study.volumes["A"].slice_at(case.picks["A"][0]), "A", windows=wide)
+    np.testing.assert_allclose(windowed.image[1], expected)
+    assert not np.allclose(default.image[1], windowed.image[1]), "the windows must change the pixels"
