@@ -34,8 +34,8 @@ from liverview.engine.findings import (
 from liverview.engine.roi import classifier_input
 from liverview.engine.yolo import detector_from_state
 from liverview.study.case import Case
-from liverview.study.composite import Composite, build_composite, case_composites
-from liverview.study.phases import PHASES, WINDOWS
+from liverview.study.composite import Composite, case_composites
+from liverview.study.phases import PHASES
 
 Progress = Callable[[float, str], None]
 Cancel = Callable[[], bool]
@@ -61,16 +61,7 @@ def bundle_windows(manifest: dict) -> dict[str, tuple[float, float]]:
 
 def engine_composites(case: Case, windows: dict[str, tuple[float, float]], mode: str = "depth") -> list[Composite]:
     """The case's composites (the shared builder), windowed with the bundle's windows."""
-    comps = case_composites(case, mode)
-    if all(tuple(windows[p]) == tuple(WINDOWS[p]) for p in PHASES):
-        return comps
-    study = case.study
-    for c in comps:
-        slices = {p: study.volumes[p].slice_at(c.positions[p]) for p in c.phases_used}
-        c.image, _ = build_composite(
-            slices, study.intensity, {p: study.volumes[p].window for p in c.phases_used}, windows
-        )
-    return comps
+    return case_composites(case, mode, windows=windows)
 
 
 class Engine:

@@ -116,11 +116,13 @@ def picks_from_file(path: Path, study):
 
 
 def _table(findings, picks_source: str, load_seconds: float) -> str:
+    from liverview.engine.bundle import training_summary
+
     d = findings.to_dict()
     b = d["bundle"]
     lines = [
         f"bundle: {b['name']} {b['version']}  manifest sha256 {b['manifest_sha256'][:16]}…  (loaded in {load_seconds:.2f} s)",
-        f"trained on: {b.get('training_data') or 'not stated'}",
+        f"trained on: {b.get('training_summary') or training_summary(b.get('training_data'))}",
         f"picks: {picks_source}; phases used: {' '.join(d['phases_used'])}"
         + (f"; missing (zero channel): {' '.join(d['phases_missing'])}" if d["phases_missing"] else ""),
         "",

@@ -42,8 +42,7 @@ class AutoPicks:
     lesion_slices: list[int] = field(default_factory=list)
 
     def apply(self, case: Case) -> None:
-        for p, positions in self.picks.items():
-            case.set_picks(p, positions)
+        case.set_all_picks(self.picks)
 
 
 def liver_range(study: Study, phase: str, windows) -> tuple[int, int]:

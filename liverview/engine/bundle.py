@@ -81,9 +81,35 @@ class Bundle:
             "folder": str(self.folder),
             "task": m.get("task"),
             "training_data": m.get("training_data"),
+            "training_summary": training_summary(m.get("training_data")),
             "intended_use": m.get("intended_use"),
             "research_notice": m.get("research_notice"),
         }
+
+
+def training_summary(data: Any) -> str:
+    """One line a reader can take in: the manifest's training data, a free text or the training module's record."""
+    if not data:
+        return "not stated"
+    if not isinstance(data, Mapping):
+        return str(data)
+    parts = [str(data.get("source") or "source not stated")]
+    tv = data.get("train_validation")
+    if isinstance(tv, Mapping):
+        counts = tv.get("counts")
+        n = sum(counts.values()) if isinstance(counts, Mapping) else tv.get("patients")
+        what = f"{n} patients"
+        if isinstance(counts, Mapping):
+            what += " (" + ", ".join(f"{k} {v}" for k, v in counts.items()) + ")"
+        if tv.get("train_patients") is not None:
+            what += f", {tv['train_patients']} train / {tv.get('validation_patients')} validation"
+        parts.append(what)
+    tests = data.get("test_cohorts")
+    if isinstance(tests, Mapping) and tests:
+        parts.append("tested on " + ", ".join(
+            f"{name} ({sum(c['counts'].values()) if isinstance(c, Mapping) and isinstance(c.get('counts'), Mapping) else '?'})"
+            for name, c in tests.items()))
+    return "; ".join(parts)
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -25,11 +25,7 @@ def phase_boxes(study: Study, composite: Composite, box: Sequence[float]) -> dic
         sx, sy = composite.scale.get(p, (1.0, 1.0))
         k = vol.index_at(composite.positions[p])
         x0, y0, x1, y1 = box[0] / sx, box[1] / sy, box[2] / sx, box[3] / sy
-        # box coordinates are pixel edges (pixel i spans [i, i+1)); the affine maps pixel centres
-        patient = [
-            [float(c) for c in vol.to_patient(x0 - 0.5, y0 - 0.5, k)],
-            [float(c) for c in vol.to_patient(x1 - 0.5, y1 - 0.5, k)],
-        ]
+        patient = vol.box_to_patient(x0, y0, x1, y1, k)
         out[p] = PhaseBox(p, vol.position_of(k), int(k), (x0, y0, x1, y1), patient)
     return out
 

@@ -1,7 +1,7 @@
 """The only module that imports ultralytics: YOLOv8 built from YAML with 4 input channels, and inference.
 
 ultralytics is told to stay offline and to keep its settings in liverview's cache folder
-before it is imported. Weights never go through `YOLO("x.pt")` (which unpickles): the network
+before it is imported. Weights never go through ultralytics' .pt checkpoint loader (it unpickles): the network
 is built from the vendored YAML and its state dict is loaded from safetensors by the bundle.
 """
 
