@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+
 from PySide6.QtCore import QSettings
 
 from liverview.qt.paths import settings_file
 
 MAX_RECENT = 10
+_recent_lock = threading.Lock()  # the list is read, changed and written back, maybe from a worker
 
 
 def settings() -> QSettings:
@@ -21,15 +24,18 @@ def recent_exams() -> list[str]:
 
 
 def add_recent_exam(path: str) -> list[str]:
-    items = [path] + [p for p in recent_exams() if p != path]
-    items = items[:MAX_RECENT]
-    s = settings()
-    s.setValue("recent/exams", items)
-    s.sync()
-    return items
+    """Put path first in the recent list and write the file (an fsync: call it off the GUI thread)."""
+    with _recent_lock:
+        items = [path] + [p for p in recent_exams() if p != path]
+        items = items[:MAX_RECENT]
+        s = settings()
+        s.setValue("recent/exams", items)
+        s.sync()
+        return items
 
 
 def clear_recent_exams() -> None:
-    s = settings()
-    s.remove("recent/exams")
-    s.sync()
+    with _recent_lock:
+        s = settings()
+        s.remove("recent/exams")
+        s.sync()

@@ -33,7 +33,7 @@ def test_open_a_phantom_exam(window, qtbot, phantom_exam):
         assert truth["phases"][p]["series_description"] in view.title.text()
         assert view.image.image is not None
     assert window.study.patient_id == truth["patient_id"]
-    assert str(path) in recent_exams()
+    qtbot.waitUntil(lambda: str(path) in recent_exams(), timeout=5000)  # written by a worker
     assert not window.loading and window.progress.isHidden()
     assert window.case_path.exists() is False or window.case_path.is_file()
 
