@@ -126,9 +126,8 @@ class AnalysisJobs:
                 f"analysis done: {exam['final_class']} (p malignant {exam['p_malignant']:.2f})", 8000)
             self.sigAnalysisDone.emit()
         elif kind == "auto_pick":
-            for phase, positions in payload["picks"].items():
-                if self.case.volume(phase) is not None:
-                    self.case.set_picks(phase, positions[:MAX_PICKS])
+            self.case.set_all_picks({phase: positions[:MAX_PICKS] for phase, positions in payload["picks"].items()
+                                     if self.case.volume(phase) is not None})
             self.lesion_extent = tuple(payload["extent"])
             self.picks.set_case(self.case, self.lesion_extent)
             ps = self.case.picks

@@ -187,7 +187,9 @@ class ExamOpening:
             self.add_problem(p)
         if exam.case_seed is not None and not self.case_restored and not self.case.boxes and not any(self.case.picks.values()):
             exam.case_seed.apply(self.case)
-        add_recent_exam(self.path)
+        recent = self.path  # QSettings writes with an fsync, which can stall the GUI on a slow disk
+        self.runner.start(Task(lambda progress, cancelled: add_recent_exam(recent), "remembering the exam",
+                               user_work=False))
         self._refresh_ready()
         self.picks.refresh()
         if self._restore_phase_override(exam):
@@ -220,7 +222,7 @@ class ExamOpening:
 
     def _share_with_engine(self, token: int, study: Study) -> None:
         engine = self.engine
-        task = Task(lambda progress, cancelled: engine.share_study(study), "sending the exam to the engine")
+        task = Task(lambda progress, cancelled: engine.share_study(study), "sending the exam to the engine", user_work=False)
         task.signals.done.connect(lambda shared: self._shared(token, shared))
         task.signals.failed.connect(lambda msg: self.show_error(f"Could not hand the exam to the engine: {msg}"))
         self.runner.start(task)

@@ -54,11 +54,12 @@ class Bar(QWidget):
     def paintEvent(self, event) -> None:
         p = QPainter(self)
         r = self.rect().adjusted(0, 2, -1, -2)
-        label_w = min(150, max(60, r.width() // 3))
         p.setPen(QColor("#e0e0e0"))
         f = p.font()
         f.setBold(self.bold)
         p.setFont(f)
+        # the whole label when it fits in half the row, so class names are not cut
+        label_w = min(max(60, p.fontMetrics().horizontalAdvance(self.label) + 10), r.width() // 2)
         p.drawText(r.adjusted(0, 0, -(r.width() - label_w), 0), Qt.AlignmentFlag.AlignVCenter, self.label)
         bar = r.adjusted(label_w, 0, -48, 0)
         p.fillRect(bar, QColor("#303030"))
@@ -159,7 +160,7 @@ class FindingsPanel(QWidget):
         self.card["hash"].setText(sha[:16] + "…" if sha else "—")
         self.card["hash"].setToolTip(sha)
         self.card["intended_use"].setText(str(b.get("intended_use") or "—"))
-        self.card["training_data"].setText(str(b.get("training_data") or "—"))
+        self.card["training_data"].setText(str(b.get("training_summary") or b.get("training_data") or "—"))
         self.card["notice"].setText(str(b.get("research_notice") or "—"))
         if bundle and trained_on_phantom(bundle):
             self.notice.setText(RESEARCH_NOTICE)

@@ -120,7 +120,7 @@ class MainWindow(ExamOpening, AnalysisJobs, CaseEditing, WindowLayout, QMainWind
             gc_pauses.freeze()
             return True
 
-        self.preload_task = self.runner.start(Task(work, "loading the DICOM reader"))
+        self.preload_task = self.runner.start(Task(work, "loading the DICOM reader", user_work=False))
 
     # ---- view -----------------------------------------------------------------------------------
     def set_layout(self, mode: str) -> None:

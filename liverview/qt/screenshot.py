@@ -68,8 +68,7 @@ class ScreenshotDriver(QObject):
                 mid = len(pos) // 2
                 picks[p] = [float(pos[max(0, mid - 2)]), float(pos[mid]), float(pos[min(len(pos) - 1, mid + 2)])]
             self.picked_by = f"middle slices (auto-pick: {why})"
-        for p, positions in picks.items():
-            case.set_picks(p, positions)
+        case.set_all_picks(picks)
         self.window.add_problem(f"screenshot: picks from {self.picked_by}")
         self._picked()
 

@@ -32,14 +32,17 @@ class Task(QRunnable):
     """Runs fn(progress, cancelled) off the GUI thread; the outcome arrives as Qt signals.
 
     Progress is throttled to one signal per 50 ms so a chatty task cannot flood the GUI.
-    A failure is logged with its traceback and reported as one line.
+    A failure is logged with its traceback and reported as one line. `user_work` marks work
+    the user started and would want to be asked about before quitting; housekeeping (handing
+    an exam to the engine, warming up imports) is cancelled silently.
     """
 
-    def __init__(self, fn: Callable[[ProgressFn, CancelFn], Any], name: str) -> None:
+    def __init__(self, fn: Callable[[ProgressFn, CancelFn], Any], name: str, user_work: bool = True) -> None:
         super().__init__()
         self.setAutoDelete(False)
         self.fn = fn
         self.name = name
+        self.user_work = user_work
         self.signals = TaskSignals()
         self._cancel = threading.Event()
         self._last_progress = 0.0
@@ -109,7 +112,8 @@ class TaskRunner(QObject):
             self.tasks.remove(task)
 
     def busy(self) -> list[str]:
-        return [t.name for t in self.tasks if t.running]
+        """Names of the running tasks the user started (housekeeping is left out)."""
+        return [t.name for t in self.tasks if t.running and t.user_work]
 
     def cancel_all(self) -> None:
         for t in self.tasks:

@@ -47,7 +47,7 @@ def window(qtbot):
     from liverview.qt.main_window import MainWindow
 
     w = MainWindow()
-    qtbot.addWidget(w)
+    qtbot.addWidget(w, before_close_func=lambda w: w.shutdown())  # a modal "work is running" question would hang
     w.resize(1300, 900)
     w.show()
     qtbot.waitExposed(w)
@@ -94,7 +94,7 @@ def engine_window(qtbot, tiny_bundle):
     from liverview.qt.main_window import MainWindow
 
     w = MainWindow(bundle_dir=str(tiny_bundle), engine_threads=1)
-    qtbot.addWidget(w)
+    qtbot.addWidget(w, before_close_func=lambda w: w.shutdown())
     w.resize(1300, 900)
     w.show()
     qtbot.waitExposed(w)

@@ -141,11 +141,13 @@ class StallWatch:
         self.last = now
 
     def watch(self) -> None:
-        noted = None
+        noted = 0.0
         while self.running:
             time.sleep(0.01)
-            if time.perf_counter() - self.last > 0.06 and noted != self.last:
-                noted = self.last
+            now = time.perf_counter()
+            if now - self.last > 0.06 and now - noted > 0.05:
+                noted = now
+                phase = self.phase
                 frames = sys._current_frames()
                 lines = []
                 for tid, frame in frames.items():
@@ -154,7 +156,7 @@ class StallWatch:
                     stack = traceback.extract_stack(frame)[-4:]
                     who = "GUI" if tid == self.main else "thread"
                     lines.append(f"{who}: " + " < ".join(f"{f.name}({f.filename.split('/')[-1]}:{f.lineno})" for f in reversed(stack)))
-                self.samples.append(f"[{self.phase}] " + " | ".join(lines))
+                self.samples.append(f"[{phase}, {(now - self.last) * 1000:.0f} ms] " + " | ".join(lines))
 
     def __enter__(self):
         self.running = True
@@ -176,8 +178,10 @@ def test_gui_thread_never_stalls_while_an_exam_loads_and_analysis_runs(engine_wi
         watch.phase = "loading"
         w.start_engine()  # torch loads in the engine process while the exam decodes here
         open_exam(w, qtbot, path)
+        qtbot.wait(30)
         watch.phase = "picks"
         truth_picks(w, truth)
+        qtbot.wait(30)
         watch.phase = "analysis"
         with qtbot.waitSignal(w.sigAnalysisDone, timeout=ENGINE_TIMEOUT_MS):
             w.run_analysis()
@@ -209,6 +213,22 @@ def test_closing_while_analysis_runs_asks_first(engine_window, qtbot, phantom_ex
     w.close()
     assert not w.isVisible()
     assert w.engine.process is None and w.engine.state == "stopped"
+
+
+def test_closing_during_housekeeping_alone_does_not_ask(window, qtbot, monkeypatch):
+    import threading
+
+    from liverview.qt.workers import Task
+
+    release = threading.Event()
+    task = window.runner.start(Task(lambda progress, cancelled: release.wait(10), "sending the exam to the engine",
+                                    user_work=False))
+    assert task.running and window.busy() == []
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: (asked.append(a[2]), QMessageBox.StandardButton.No)[1])
+    window.close()
+    release.set()
+    assert not asked and not window.isVisible()
 
 
 def test_an_engine_crash_reaches_the_user_and_the_log(engine_window, qtbot, phantom_exam, caplog):
