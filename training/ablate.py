@@ -65,17 +65,18 @@ def _train_eval(data: Data, cfg: ClassifierConfig, out: Path, n_boot: int, log: 
 
 
 def augmentation(data: Data, base: ClassifierConfig, out: Path, n_boot: int, log: Log,
-                 backbones: Sequence[str] = ("resnet18", "densenet121", "vit")) -> list[dict]:
-    tk = get_task("stage1")
+                 backbones: Sequence[str] = ("resnet18", "densenet121", "vit"), task: str = "stage1") -> list[dict]:
+    tk = get_task(task)
     exams = [i for i in range(len(data.train)) if tk.label(data.train.classes[i]) is not None]
-    steps = len(expand(data.train, "pkcp", exams=exams))
+    # every arm sees the same samples per epoch: the base config's, else one PKCP pass
+    steps = base.samples_per_epoch or len(expand(data.train, "pkcp", exams=exams))
     rows = []
     for backbone in backbones:
         for arm in ("none", "traditional", "pkcp-mixup"):
-            cfg = dataclasses.replace(base, task="stage1", backbone=backbone, augmentation=arm, samples_per_epoch=steps)
-            log(f"ablation augmentation: {backbone} / {arm}")
-            rows.append({"backbone": backbone, "augmentation": arm,
-                         **_train_eval(data, cfg, out / f"{backbone}_{arm}", n_boot, log)})
+            cfg = dataclasses.replace(base, task=task, backbone=backbone, augmentation=arm, samples_per_epoch=steps)
+            log(f"ablation augmentation ({task}): {backbone} / {arm}")
+            rows.append({"task": task, "backbone": backbone, "augmentation": arm,
+                         **_train_eval(data, cfg, out / (f"{backbone}_{arm}" if task == "stage1" else f"{task}_{backbone}_{arm}"), n_boot, log)})
     return rows
 
 
@@ -185,8 +186,9 @@ def write_tables(rows: list[dict], out: Path, which: str, title: str, note: str)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{which}.md").write_text(to_markdown(rows, title, note), encoding="utf-8")
     (out / f"{which}.csv").write_text(to_csv(rows), encoding="utf-8")
-    if which == "augmentation":
-        bar_png(rows, "backbone", "augmentation", "auc", out / f"{which}.png", "stage 1 AUC by augmentation",
+    if which.startswith("augmentation"):
+        task = rows[0].get("task", "stage1") if rows else "stage1"
+        bar_png(rows, "backbone", "augmentation", "auc", out / f"{which}.png", f"{task} AUC by augmentation",
                 "auc_ci_t_lo", "auc_ci_t_hi")
     elif which == "phases":
         bar_png(rows, "task", "phases", "auc", out / f"{which}.png", "AUC by phase subset", "auc_ci_t_lo", "auc_ci_t_hi")

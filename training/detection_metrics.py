@@ -2,8 +2,11 @@
 
 Matching: per image, predictions in descending confidence each claim the unclaimed
 ground-truth box of highest IoU if that IoU >= the threshold (ultralytics' validator
-rule). AP, and precision/recall/F1 at the F1-maximising confidence, come from
-ultralytics' `ap_per_class`, the same code its validator reports mAP50 with.
+rule). AP is the all-point interpolated area under the precision envelope (PASCAL VOC
+2010 onward), so a perfect detector scores 1; precision, recall and F1 are those of the
+real operating point (a confidence cut between distinct scores) with the highest F1.
+ultralytics' own `ap_per_class` is not used: its 101-point trapezoid tops out at 0.995
+and its smoothed, interpolated F1 curve can report a point no threshold gives.
 """
 
 from __future__ import annotations
@@ -54,8 +57,6 @@ def detection_metrics(
     `predictions[i]` is (boxes [N, 4], confidences [N]) for image i, `targets[i]` its
     ground-truth boxes [M, 4].
     """
-    from training.ultra import ap_per_class
-
     if len(predictions) != len(targets):
         raise ValueError(f"{len(predictions)} prediction sets for {len(targets)} images")
     tps, confs = [], []
@@ -72,6 +73,19 @@ def detection_metrics(
         return {**out, "map": float("nan"), "precision": float("nan"), "recall": float("nan"), "f1": float("nan")}
     if len(tp) == 0:
         return {**out, "map": 0.0, "precision": 0.0, "recall": 0.0, "f1": 0.0}
-    res = ap_per_class(tp[:, None], conf, np.zeros(len(tp)), np.zeros(n_targets))
-    _tp, _fp, p, r, f1, ap = res[:6]
-    return {**out, "map": float(ap[0, 0]), "precision": float(p[0]), "recall": float(r[0]), "f1": float(f1[0])}
+    order = np.argsort(-conf, kind="stable")
+    tp, conf = tp[order], conf[order]
+    ctp = np.cumsum(tp)
+    cfp = np.cumsum(~tp)
+    recall = ctp / n_targets
+    precision = ctp / (ctp + cfp)
+    mrec = np.concatenate([[0.0], recall, [1.0]])
+    mpre = np.concatenate([[1.0], precision, [0.0]])
+    mpre = np.maximum.accumulate(mpre[::-1])[::-1]  # precision envelope
+    ap = float(np.sum(np.diff(mrec) * mpre[1:]))
+    # operating points: after the last prediction of each distinct confidence
+    last = np.r_[conf[1:] != conf[:-1], True]
+    p, r = precision[last], recall[last]
+    f1 = np.where(p + r > 0, 2 * p * r / np.where(p + r > 0, p + r, 1), 0.0)
+    best = int(np.argmax(f1))
+    return {**out, "map": ap, "precision": float(p[best]), "recall": float(r[best]), "f1": float(f1[best])}

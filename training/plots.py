@@ -39,12 +39,7 @@ def roc_png(
     ax.legend(loc="lower right", fontsize=7)
     if note:
         fig.text(0.01, 0.005, note, fontsize=6, color="0.4")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def bar_png(
@@ -84,6 +79,11 @@ def bar_png(
     if len(names) > 1:
         ax.legend(fontsize=7, loc="lower right")
     fig.text(0.01, 0.005, "synthetic phantom data: not clinical evidence", fontsize=6, color="0.4")
+    return _save(fig, path)
+
+
+def _save(fig, path) -> Path:
+    """Lay out, write (creating the folder) and close a figure."""
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,9 @@ from training.engine_cases import exam_case
 from training.recipe import quick_recipe
 
 
+BUILT_WITH: dict = {}  # the recipe the module's build used
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     from training.recipe import build
@@ -25,10 +28,11 @@ def built(tmp_path_factory):
     r.matrix = 64
     r.render_args = {"n_slices": 8}
     r.n_boot = 50
-    r.trainval.patients, r.test17.patients, r.heldout.patients, r.stress.patients = 12, 4, 8, 4
+    r.trainval.patients, r.test17.patients, r.heldout.patients, r.stress.patients, r.untouched.patients = 12, 4, 8, 4, 4
     r.detector = dataclasses.replace(r.detector, imgsz=64, epochs=1, batch=8)
     r.classifiers = {k: dataclasses.replace(c, input_size=32, epochs=1, batch_size=16) for k, c in r.classifiers.items()}
     report = build(r, out, work, device="cpu", log=lambda s: None)
+    BUILT_WITH["recipe"] = r
     return out, work, report
 
 
@@ -62,3 +66,17 @@ def test_runs_are_resumable_and_reports_are_complete(built):
         m = report["heldout"]["classifiers"][key]["truth_boxes"]["auc"]
         assert 0.0 <= m["value"] <= 1.0 and len(m["ci_t"]) == 2 and len(m["ci_bootstrap"]) == 2
     assert list(out.glob("heldout_roc_*.png"))
+
+
+def test_model_card_states_each_target_and_can_be_rewritten_from_the_report(built):
+    from training.commands.build_weights import rewrite_card
+    from training.recipe import TARGETS, quick_recipe
+
+    out, work, report = built
+    card = (out / "README.md").read_text(encoding="utf-8")
+    for name in TARGETS:
+        assert f"| {name} |" in card, f"the card must say whether {name} meets its target"
+    (out / "README.md").write_text("stale", encoding="utf-8")
+    assert rewrite_card(BUILT_WITH["recipe"], out, work) == 0
+    assert (out / "README.md").read_text(encoding="utf-8") == card
+    assert rewrite_card(quick_recipe(), out, work) == 2, "a report from another recipe must be refused"

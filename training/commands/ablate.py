@@ -13,8 +13,7 @@ from training.recipe import cohort_for, full_recipe, quick_recipe
 from training.splits import check_cohorts_disjoint, load_splits, stratified_split
 
 NOTES = {
-    "augmentation": "Stage 1 (benign vs malignant), exam-level on the test cohort; every arm sees the same number of "
-                    "samples per epoch.",
+    "augmentation": "{task}, exam-level on the test cohort; every arm sees the same number of samples per epoch.",
     "phases": "Dropped phases are zero channels in training and test.",
     "onestep": "Four-class scoring of the one-step model and of the two-stage cascade (P(group) x P(subtype | group)).",
     "detection": "IoU 0.40 on the test cohort's depth-consistent composites (single slices for the single-slice baseline).",
@@ -31,7 +30,12 @@ def configure(p) -> None:
     p.add_argument("--work", help="where phantom cohorts are cached (default build/training/<recipe>)")
     p.add_argument("--epochs", type=int, help="override the classifier epochs")
     p.add_argument("--det-epochs", type=int, help="override the detector epochs")
+    p.add_argument("--input-size", type=int, help="override the classifiers' input size (px)")
+    p.add_argument("--samples-per-epoch", type=int, help="override the classifiers' samples per epoch")
+    p.add_argument("--det-imgsz", type=int, help="override the detector's image size (px)")
     p.add_argument("--backbones", nargs="+", default=["resnet18", "densenet121", "vit"])
+    p.add_argument("--task", default="stage1", choices=["stage1", "benign", "malignant"],
+                   help="the task of the augmentation ablation (default stage1, as the paper)")
     p.add_argument("--device", default="auto")
     p.add_argument("--n-boot", type=int, default=None)
 
@@ -52,32 +56,49 @@ def _data(args, recipe) -> ab.Data:
                    args.test or recipe.heldout.name)
 
 
+# (argument, config field, how the table title names it)
+CLASSIFIER_OVERRIDES = (("epochs", "epochs", "classifier epochs {}"), ("input_size", "input_size", "classifier input {} px"),
+                        ("samples_per_epoch", "samples_per_epoch", "{} samples per epoch"))
+DETECTOR_OVERRIDES = (("det_epochs", "epochs", "detector epochs {}"), ("det_imgsz", "imgsz", "detector {} px"))
+
+
+def _override(cfg, args, specs, named: list[str]):
+    """cfg with the size arguments given on the command line, and their names for the table title."""
+    for arg, name, label in specs:
+        value = getattr(args, arg)
+        if value:
+            cfg = dataclasses.replace(cfg, **{name: value})
+            named = [*named, label.format(value)]
+    return cfg, named
+
+
 def run(args) -> int:
     recipe = quick_recipe() if args.quick else full_recipe()
     data = _data(args, recipe)
     base = dataclasses.replace(recipe.classifiers["stage1"], device=args.device)
-    if args.epochs:
-        base = dataclasses.replace(base, epochs=args.epochs)
-    det = dataclasses.replace(recipe.detector, device=args.device)
-    if args.det_epochs:
-        det = dataclasses.replace(det, epochs=args.det_epochs)
+    base, overrides = _override(base, args, CLASSIFIER_OVERRIDES, [])
+    det, overrides = _override(dataclasses.replace(recipe.detector, device=args.device), args, DETECTOR_OVERRIDES,
+                               overrides)
     n_boot = args.n_boot or recipe.n_boot
     out = Path(args.out)
-    size = "quick" if args.quick else "full"
+    size = ("quick" if args.quick else "full") + (f", {', '.join(overrides)}" if overrides else "")
     for which in ab.ABLATIONS if args.which == "all" else (args.which,):
         t0 = time.time()
         runs = out / "runs" / which
         if which == "augmentation":
-            rows = ab.augmentation(data, base, runs, n_boot, log, args.backbones)
+            rows = ab.augmentation(data, base, runs, n_boot, log, args.backbones, args.task)
         elif which == "phases":
             rows = ab.phases(data, base, runs, n_boot, log)
         elif which == "onestep":
             rows = ab.onestep(data, base, runs, n_boot, log)
         else:
             rows = ab.detection(data, det, runs, log)
-        note = (f"{NOTES[which]} Size: {size} (train {len(data.train)} / validation {len(data.val)} / test "
+        task_name = {"stage1": "Stage 1 (benign vs malignant)", "benign": "Benign subtype (HH vs OBHT)",
+                     "malignant": "Malignant subtype (HB vs OMHT)"}[args.task]
+        note = (f"{NOTES[which].format(task=task_name)} Size: {size} (train {len(data.train)} / validation {len(data.val)} / test "
                 f"{len(data.test)} patients, test cohort {data.test_name}). Synthetic phantom: not clinical evidence. "
                 f"Took {time.time() - t0:.0f} s.")
-        ab.write_tables(rows, out, which, f"Ablation: {which} ({size})", note)
-        log(ab.to_markdown(rows, f"Ablation: {which} ({size})", note))
+        name = which if which != "augmentation" or args.task == "stage1" else f"augmentation_{args.task}"
+        ab.write_tables(rows, out, name, f"Ablation: {name} ({size})", note)
+        log(ab.to_markdown(rows, f"Ablation: {name} ({size})", note))
     return 0

@@ -14,12 +14,16 @@ def configure(p) -> None:
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda ...")
     p.add_argument("--quick", action="store_true", help="tiny cohorts and few epochs: checks the pipeline in minutes")
     p.add_argument("--render-workers", type=int, default=1, help="processes rendering phantom exams (default 1)")
+    p.add_argument("--card-only", action="store_true",
+                   help="rewrite OUT/README.md (the model card) from the finished build's WORK/report.json; trains nothing")
 
 
 def run(args) -> int:
     recipe = quick_recipe() if args.quick else full_recipe()
     recipe.render_workers = args.render_workers
     work = Path(args.work) if args.work else Path("build") / "training" / recipe.name
+    if args.card_only:
+        return rewrite_card(recipe, Path(args.out), work)
     report = build_and_summarise(recipe, args.out, work, args.device)
     return 0 if report else 1
 
@@ -33,3 +37,24 @@ def build_and_summarise(recipe, out, work, device) -> dict:
         + ", ".join(f"{k} AUC {v['truth_boxes']['auc']['value']:.4f}" for k, v in h["classifiers"].items() if "truth_boxes" in v)
         + f"; two-stage accuracy {h['two_stage']['accuracy']:.4f}; total {report['timings_s']['total'] / 60:.1f} min")
     return report
+
+
+def rewrite_card(recipe, out: Path, work: Path) -> int:
+    """The model card again from a finished build, refused when the report came from another recipe."""
+    import json
+
+    from training.recipe import _plain, model_card
+
+    report_path = work / "report.json"
+    if not report_path.exists() or not (out / "manifest.json").exists():
+        log(f"error: {report_path} or {out / 'manifest.json'} missing: run build-weights first")
+        return 2
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    if report.get("recipe") != _plain(recipe):
+        log(f"error: {report_path} was written by another recipe than the current one: rebuild instead")
+        return 2
+    tmp = out / "README.md.tmp"
+    tmp.write_text(model_card(recipe, report), encoding="utf-8")
+    tmp.replace(out / "README.md")
+    log(f"wrote {out / 'README.md'}")
+    return 0

@@ -1,0 +1,103 @@
+"""Classifier checkpoints: an interrupted run resumes where it stopped and ends where an uninterrupted one does.
+
+Every epoch's randomness is seeded from (seed, epoch) — batch order, MixUp partners and weights,
+traditional augmentation — and the checkpoint holds the weights, BatchNorm statistics and SGD
+momentum, so on one CPU thread "1 epoch, then resume to 2" must equal "2 epochs" exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from training.classifier import ClassifierConfig
+from training.runs import classifier_run
+
+# one-block ResNet stages, 32 px inputs, 48 samples per epoch: each epoch is a few seconds on one thread
+BASE = ClassifierConfig(task="stage1", backbone="resnet18", arch_args={"layers": [1, 1, 1, 1]}, input_size=32,
+                        batch_size=16, samples_per_epoch=48, epochs=2, device="cpu", seed=3)
+
+
+@pytest.fixture(scope="module")
+def cohorts(lesion_cohort_factory):
+    torch.set_num_threads(1)
+    # 4 exams: HH, OBHT, HB, OMHT (two minority exams expand to 81 PKCP composites each)
+    return lesion_cohort_factory(4, matrix=64, seed=1, prefix="R"), lesion_cohort_factory(4, matrix=64, seed=2, prefix="V")
+
+
+def _epochs_logged(lines: list[str]) -> list[str]:
+    return [line.split(" epoch ")[1].split()[0] for line in lines if " epoch " in line]
+
+
+def _ckpt(folder) -> dict:
+    return json.loads((folder / "checkpoint.json").read_text(encoding="utf-8"))
+
+
+def _assert_same_state(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs"
+
+
+@pytest.mark.parametrize("augmentation", ["pkcp-mixup", "traditional"])
+def test_an_interrupted_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path, cohorts, augmentation):
+    train, val = cohorts
+    cfg = dataclasses.replace(BASE, augmentation=augmentation)
+
+    straight_log: list[str] = []
+    straight, straight_summary = classifier_run(train, val, cfg, tmp_path / "straight", log=straight_log.append)
+    assert _epochs_logged(straight_log) == ["1/2", "2/2"]
+
+    # "interrupted" after epoch 1: a run asked for 1 epoch leaves the epoch-0 checkpoint
+    first_log: list[str] = []
+    classifier_run(train, val, dataclasses.replace(cfg, epochs=1), tmp_path / "resumed", log=first_log.append)
+    assert _epochs_logged(first_log) == ["1/1"]
+    assert _ckpt(tmp_path / "resumed")["epoch"] == 0
+    epoch0 = _ckpt(tmp_path / "resumed")["history"][0]
+
+    resumed_log: list[str] = []
+    resumed, resumed_summary = classifier_run(train, val, cfg, tmp_path / "resumed", resume=True,
+                                              log=resumed_log.append)
+    assert any("resuming" in line and "1 of 2 epochs already done" in line for line in resumed_log)
+    assert _epochs_logged(resumed_log) == ["2/2"], "epoch 1 must not be trained again"
+    ckpt = _ckpt(tmp_path / "resumed")
+    assert ckpt["epoch"] == 1 and [h["epoch"] for h in ckpt["history"]] == [0, 1]
+    assert ckpt["history"][0] == epoch0, "the first epoch's record is carried over, not redone"
+
+    # the same end state as the uninterrupted run: returned best weights, last checkpoint, and history
+    _assert_same_state(resumed, straight)
+    from training.checkpoint import load_weights
+
+    _assert_same_state(load_weights(tmp_path / "resumed" / "checkpoint.safetensors"),
+                       load_weights(tmp_path / "straight" / "checkpoint.safetensors"))
+    for got, want in zip(resumed_summary["history"], straight_summary["history"]):
+        assert {k: v for k, v in got.items() if k != "seconds"} == {k: v for k, v in want.items() if k != "seconds"}
+    assert resumed_summary["best_epoch"] == straight_summary["best_epoch"]
+
+
+def test_a_finished_run_is_not_retrained_and_a_changed_config_starts_over(tmp_path, cohorts):
+    train, val = cohorts
+    cfg = dataclasses.replace(BASE, epochs=1, augmentation="none")
+    first, _ = classifier_run(train, val, cfg, tmp_path / "run", log=lambda s: None)
+
+    again_log: list[str] = []
+    again, _ = classifier_run(train, val, cfg, tmp_path / "run", resume=True, log=again_log.append)
+    assert _epochs_logged(again_log) == [], "all epochs were done: nothing to train"
+    _assert_same_state(again, first)
+
+    # another learning rate is another run: the checkpoint is not reused
+    other_log: list[str] = []
+    classifier_run(train, val, dataclasses.replace(cfg, lr=1e-2), tmp_path / "run", resume=True,
+                   log=other_log.append)
+    assert not any("resuming" in line for line in other_log)
+    assert _epochs_logged(other_log) == ["1/1"]
+    assert _ckpt(tmp_path / "run")["config"]["lr"] == 1e-2
+
+    # resume=False retrains even with a matching checkpoint
+    fresh_log: list[str] = []
+    classifier_run(train, val, dataclasses.replace(cfg, lr=1e-2), tmp_path / "run", resume=False,
+                   log=fresh_log.append)
+    assert _epochs_logged(fresh_log) == ["1/1"]
