@@ -15,8 +15,9 @@ PHANTOM_NOTICE = (
 )
 
 
-def detector_entry(scale: str, input_size: int, conf: float, iou: float) -> dict[str, Any]:
-    return {
+def detector_entry(scale: str, input_size: int, conf: float, iou: float, summary: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The models.detector entry; with a training summary, also how it was trained (the whole config)."""
+    entry: dict[str, Any] = {
         "arch": f"yolov8{scale}",
         "channels": len(PHASES),
         "nc": 1,
@@ -25,6 +26,16 @@ def detector_entry(scale: str, input_size: int, conf: float, iou: float) -> dict
         "conf": float(conf),
         "iou": float(iou),
     }
+    if summary is not None:
+        entry["training"] = {
+            "best_epoch": summary.get("best_epoch"),
+            "seconds": summary.get("seconds"),
+            "device": summary.get("device"),
+            "config": {k: v for k, v in (summary.get("config") or {}).items() if k != "device"},
+        }
+        if summary.get("reused_from"):
+            entry["training"]["reused_from"] = summary["reused_from"]
+    return entry
 
 
 def classifier_manifest_entry(key: str, summary: Mapping[str, Any], threshold: float | None = None) -> dict[str, Any]:
@@ -51,9 +62,18 @@ def classifier_manifest_entry(key: str, summary: Mapping[str, Any], threshold: f
         "schedule": cfg["schedule"],
         "batch_size": cfg["batch_size"],
         "weight_decay": cfg["weight_decay"],
-        "seconds": summary.get("seconds"),
+        # a resumed run's summary counts only its own seconds; the history has the whole run
+        "seconds": summary["history"][-1]["seconds"] if summary.get("history") else summary.get("seconds"),
+        "config": {k: v for k, v in cfg.items() if k != "device"},  # all of it, so a later build can reuse the model
     }
+    if summary.get("reused_from"):
+        entry["training"]["reused_from"] = summary["reused_from"]
     return entry
+
+
+def _weights(state):
+    """A state dict, or the bytes of a weight file taken over from an earlier bundle."""
+    return bytes(state) if isinstance(state, (bytes, bytearray)) else dict(state)
 
 
 def export_bundle(
@@ -71,11 +91,11 @@ def export_bundle(
 ) -> dict[str, Any]:
     """Write the bundle: weights {detector, stage1, benign, malignant} with their manifest entries."""
     models = {"detector": dict(detector[1])}
-    weights = {"detector": dict(detector[0])}
+    weights = {"detector": _weights(detector[0])}
     for key in ("stage1", "benign", "malignant"):
         state, entry = classifiers[key]
         models[key] = dict(entry)
-        weights[key] = dict(state)
+        weights[key] = _weights(state)
     manifest = {
         "name": name,
         "version": version,

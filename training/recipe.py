@@ -151,12 +151,18 @@ def cohort_for(spec: CohortSpec, matrix: int, work: Path, workers: int, log: Cal
 
 
 def build(recipe: Recipe, out: str | Path, work: str | Path, device: str = "auto",
-          log: Callable[[str], None] = _log) -> dict:
-    """Run the whole recipe; returns the report that goes into the card."""
+          log: Callable[[str], None] = _log, reuse: str | Path | None = None, reuse_models: tuple[str, ...] = ()) -> dict:
+    """Run the whole recipe; returns the report that goes into the card.
+
+    With `reuse` (an earlier bundle), a model whose manifest entry records the same training
+    settings is taken over instead of retrained; one whose entry records only part of them (bundles
+    before 1.1.0) only when named in `reuse_models`, and the settings it could not check are reported.
+    """
     out, work = Path(out), Path(work)
     work.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     t_all = time.time()
+    taken = _reusable(recipe, reuse, reuse_models, device, log) if reuse else {}
 
     t = time.time()
     cohorts = {s.name: cohort_for(s, recipe.matrix, work, recipe.render_workers, log, recipe.render_args)
@@ -173,7 +179,7 @@ def build(recipe: Recipe, out: str | Path, work: str | Path, device: str = "auto
     t = time.time()
     det_cfg = dataclasses.replace(recipe.detector, device=device)
     det_dir = work / "detector"
-    det_state, det_summary = _cached_detector(det_dir, det_cfg, log)
+    det_state, det_summary = taken["detector"][:2] if "detector" in taken else _cached_detector(det_dir, det_cfg, log)
     if det_state is None:
         det_state, det_summary = detector_run(train, val, det_cfg, det_dir)
     timings["detector"] = time.time() - t
@@ -183,6 +189,10 @@ def build(recipe: Recipe, out: str | Path, work: str | Path, device: str = "auto
     for key, cfg in recipe.classifiers.items():
         t = time.time()
         cfg = dataclasses.replace(cfg, device=device)
+        if key in taken:
+            clf[key] = taken[key][:2]
+            timings[f"classifier_{key}"] = time.time() - t
+            continue
         if recipe.classifier_fit == "all":
             state, summary = classifier_run(trainval, None, cfg, work / f"classifier_{key}", resume=True, log=log)
         elif recipe.classifier_fit == "train":
@@ -192,7 +202,7 @@ def build(recipe: Recipe, out: str | Path, work: str | Path, device: str = "auto
         clf[key] = (state, summary)
         timings[f"classifier_{key}"] = time.time() - t
 
-    det_entry = detector_entry(det_cfg.scale, det_cfg.imgsz, det_cfg.conf, det_cfg.iou)
+    det_entry = detector_entry(det_cfg.scale, det_cfg.imgsz, det_cfg.conf, det_cfg.iou, det_summary)
     entries = {k: (s, classifier_manifest_entry(k, summ)) for k, (s, summ) in clf.items()}
     training_data = {
         "source": "liverview synthetic four-phase phantom (liverview.phantom), rendered in memory",
@@ -207,7 +217,8 @@ def build(recipe: Recipe, out: str | Path, work: str | Path, device: str = "auto
     t = time.time()
     results = {}
     for dtype, folder in (("float32", work / "bundle_float32"), ("float16", work / "bundle_float16")):
-        export_bundle(folder, recipe.name, recipe.version, (det_state, det_entry), entries, training_data,
+        det_w, clf_w = _weights_for(dtype, det_state, det_entry, entries, taken)
+        export_bundle(folder, recipe.name, recipe.version, det_w, clf_w, training_data,
                       {"note": "being evaluated"}, half=dtype == "float16")
         results[dtype] = evaluate_bundle(folder, cohorts[recipe.heldout.name], work / f"eval_{dtype}", recipe.n_boot,
                                          name=f"{recipe.heldout.name} ({dtype})")
@@ -249,12 +260,15 @@ def build(recipe: Recipe, out: str | Path, work: str | Path, device: str = "auto
         "stress": stress,
         "untouched": untouched,
         "half": {"largest_metric_change": diff, "shipped": chosen},
+        "reused": {k: {"from": v[1]["reused_from"], "unchecked": v[2], "file": "byte for byte" if v[3] == chosen else
+                       f"re-encoded as {chosen}"} for k, v in taken.items()},
     }
     write_json(work / "report.json", report)
 
     if out.exists():
         shutil.rmtree(out)
-    export_bundle(out, recipe.name, recipe.version, (det_state, det_entry), entries, training_data, metrics,
+    det_w, clf_w = _weights_for(chosen, det_state, det_entry, entries, taken)
+    export_bundle(out, recipe.name, recipe.version, det_w, clf_w, training_data, metrics,
                   half=half, extra={"build": {"command": COMMAND, "timings_s": report["timings_s"],
                                               "device": report["device"]}})
     (out / "README.md").write_text(model_card(recipe, report), encoding="utf-8")
@@ -270,6 +284,46 @@ def _shares(mix) -> dict:
     from liverview.phantom import parse_mix
 
     return dict(parse_mix(dict(mix) if mix else None))
+
+
+def _weights_for(dtype: str, det_state, det_entry: dict, entries: dict, taken: dict):
+    """What export_bundle writes: the taken-over files byte for byte where the bundle's dtype is theirs
+    (so git stores no second copy), the state dicts otherwise."""
+
+    def pick(key, state):
+        got = taken.get(key)
+        return got[4] if got is not None and got[3] == dtype else state
+
+    return (pick("detector", det_state), det_entry), {k: (pick(k, st), e) for k, (st, e) in entries.items()}
+
+
+def _reusable(recipe: Recipe, folder: str | Path, named: tuple[str, ...], device: str, log) -> dict:
+    """{model: (state, summary, unchecked settings)} of the earlier bundle's models this recipe can take over."""
+    from liverview.engine.bundle import load_bundle
+
+    from training.reuse import ReuseError, classifier_from_bundle, detector_from_bundle
+
+    bundle = load_bundle(folder)  # checksums verified
+    taken = {}
+    for key in ("detector", *recipe.classifiers):
+        entry = bundle.manifest.get("models", {}).get(key)
+        if entry is None:
+            continue
+        if not isinstance((entry.get("training") or {}).get("config"), dict) and key not in named:
+            log(f"reuse {key}: {folder} records only part of its settings; name it in --reuse-models to take it over")
+            continue
+        try:
+            if key == "detector":
+                got = detector_from_bundle(bundle, dataclasses.replace(recipe.detector, device=device))
+            else:
+                got = classifier_from_bundle(bundle, key, dataclasses.replace(recipe.classifiers[key], device=device))
+        except ReuseError as exc:
+            log(f"reuse {key}: {exc}")
+            continue
+        taken[key] = (*got, bundle.manifest.get("weights_dtype"), bundle.file_bytes(key))
+        log(f"reuse {key}: taken over from {bundle.name} {bundle.version}"
+            + (f" (settings its manifest does not record, taken as unchanged: {', '.join(got[2])})" if got[2] else ""))
+    return taken
 
 
 def _cached_detector(folder: Path, cfg: DetectorConfig, log):
@@ -339,6 +393,16 @@ def target_rows(heldout: dict) -> list[tuple[str, float, float, bool]]:
     return [(name, values[name], target, bool(values[name] >= target)) for name, target in TARGETS.items()]
 
 
+def _reuse_note(report: dict, key: str) -> str:
+    r = (report.get("reused") or {}).get(key)
+    if not r:
+        return ""
+    f = r["from"]
+    return (f" Taken over unchanged from {f['name']} {f['version']} (manifest sha256 {f['manifest_sha256'][:16]}…): its "
+            "recorded training settings equal this recipe's"
+            + (f"; not recorded there, so taken as unchanged: {', '.join(r['unchecked'])}" if r["unchecked"] else "") + ".")
+
+
 def model_card(recipe: Recipe, report: dict) -> str:
     det = recipe.detector
     c1 = recipe.classifiers["stage1"]
@@ -363,19 +427,21 @@ def model_card(recipe: Recipe, report: dict) -> str:
         f"{det.mosaic:g} switched off for the last {det.close_mosaic} epochs, ultralytics MixUp p={det.mixup}, flips, "
         f"scale/translate jitter), on the "
         f"{'depth-consistent composites (PKCP without class-rebalance, the paper best detector setting)' if det.expansion == 'flat' else det.expansion + ' composites'}; "
-        f"best epoch {report['detector'].get('best_epoch', -1) + 1}. The engine uses conf {det.conf}, NMS IoU {det.iou}.",
+        f"best epoch {report['detector'].get('best_epoch', -1) + 1}. The engine uses conf {det.conf}, NMS IoU {det.iou}."
+        + _reuse_note(report, "detector"),
     ]
     for key, cfg in recipe.classifiers.items():
         s = report["classifiers"][key]
         lines.append(
             f"- `{key}.safetensors`: {cfg.backbone} (4-channel first layer, random init: no ImageNet file offline), ROI crop "
             f"{cfg.input_size} px (box + {cfg.roi_margin:.0%} margin, outside masked), {cfg.augmentation} "
-            f"({'PKCP: 81 composites per minority exam, 3 per majority exam' if cfg.rebalance else 'no rebalance'}, Balanced-MixUp Beta(2,2)), "
-            f"SGD lr {cfg.lr} {cfg.schedule}, momentum {cfg.momentum}, weight decay {cfg.weight_decay}, batch {cfg.batch_size}, "
+            f"({'PKCP: 81 composites per minority exam, 3 per majority exam' if cfg.rebalance else 'no rebalance'}, Balanced-MixUp Beta(2,2))"
+            + (", plus random flip, rotation (±15°) and scale (0.9-1.1) of every sample" if cfg.geometric else "")
+            + f", SGD lr {cfg.lr} {cfg.schedule}, momentum {cfg.momentum}, weight decay {cfg.weight_decay}, batch {cfg.batch_size}, "
             f"{cfg.epochs} epochs of {cfg.samples_per_epoch or s['train_composites']} samples "
             + (f"(best by validation exam AUC: epoch {s['best_epoch'] + 1})" if s["val_exams"] else
                "(the last epoch: fitted on all development patients, see below)")
-            + f", {s['train_composites']} training composites from {s['train_exams']} exams."
+            + f", {s['train_composites']} training composites from {s['train_exams']} exams." + _reuse_note(report, key)
         )
     lines += [
         "",

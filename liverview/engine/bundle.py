@@ -67,6 +67,13 @@ class Bundle:
         except Exception as exc:  # safetensors raises its own error types
             raise BundleError(f"{self.folder / filename}: not a readable safetensors file ({exc})") from None
 
+    def file_bytes(self, key: str) -> bytes:
+        """The verified bytes of model `key`'s weight file."""
+        filename = self.model(key)["file"]
+        if filename not in self._blobs:
+            raise BundleError(f"{self.folder / filename}: weights already released; load the bundle again")
+        return self._blobs[filename]
+
     def release(self) -> None:
         """Drop the weight bytes once the networks are built (state_dict() is unavailable after)."""
         self._blobs.clear()
@@ -131,11 +138,12 @@ def _tensors_for_file(state: Mapping[str, torch.Tensor], half: bool) -> dict[str
 def write_bundle(
     folder: str | os.PathLike,
     manifest: dict[str, Any],
-    weights: Mapping[str, Mapping[str, torch.Tensor]],
+    weights: Mapping[str, Mapping[str, torch.Tensor] | bytes],
     half: bool = True,
 ) -> dict[str, Any]:
     """Write each weights[name] as <name>.safetensors (float16 where `half`; integer buffers as
-    they are), record every file's sha256 and size, and write manifest.json atomically last.
+    they are; bytes: an encoded file written as it is), record every file's sha256 and size, and
+    write manifest.json atomically last.
 
     When manifest["models"] has an entry `name` without a "file", it is set to the file written.
     Returns the manifest as written.
@@ -151,7 +159,15 @@ def write_bundle(
         if not name or "/" in name or "\\" in name or name.startswith("."):
             raise BundleError(f"bad weight name {name!r}: use a plain file stem")
         filename = f"{name}{WEIGHT_SUFFIX}"
-        data = _st_save(_tensors_for_file(state, half), metadata={"format": "pt", "bundle": str(manifest.get("name", ""))})
+        if isinstance(state, (bytes, bytearray)):  # a file taken over as it is from a verified bundle
+            data = bytes(state)
+            write_bytes_atomic(folder / filename, data)
+            files[filename] = {"sha256": sha256_bytes(data), "size": len(data)}
+            if isinstance(models.get(name), dict):
+                models[name].setdefault("file", filename)
+            continue
+        # one metadata key: safetensors writes a map's keys in no fixed order, and equal weights must give equal bytes
+        data = _st_save(_tensors_for_file(state, half), metadata={"format": "pt"})
         write_bytes_atomic(folder / filename, data)
         files[filename] = {"sha256": sha256_bytes(data), "size": len(data)}
         if isinstance(models.get(name), dict):

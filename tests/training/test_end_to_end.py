@@ -80,3 +80,29 @@ def test_model_card_states_each_target_and_can_be_rewritten_from_the_report(buil
     assert rewrite_card(BUILT_WITH["recipe"], out, work) == 0
     assert (out / "README.md").read_text(encoding="utf-8") == card
     assert rewrite_card(quick_recipe(), out, work) == 2, "a report from another recipe must be refused"
+
+
+def test_a_rebuild_takes_over_unchanged_models_byte_for_byte_and_retrains_the_changed_one(built, tmp_path):
+    from training.recipe import build
+
+    out, work, report = built
+    r = dataclasses.replace(BUILT_WITH["recipe"])
+    r.classifiers = dict(r.classifiers)
+    r.classifiers["malignant"] = dataclasses.replace(r.classifiers["malignant"], geometric=True)
+    out2 = tmp_path / "bundle2"
+    logged: list[str] = []
+    report2 = build(r, out2, work, device="cpu", log=logged.append, reuse=out)
+    old, new = load_bundle(out).manifest, load_bundle(out2).manifest
+    assert set(report2["reused"]) == {"detector", "stage1", "benign"}
+    a, b = load_bundle(out), load_bundle(out2)
+    for key in ("detector", "stage1", "benign"):
+        if old["weights_dtype"] == new["weights_dtype"]:  # the dtype is chosen per bundle (the float16 check)
+            assert (out2 / f"{key}.safetensors").read_bytes() == (out / f"{key}.safetensors").read_bytes(), key
+        sa, sb = a.state_dict(key), b.state_dict(key)
+        assert all(torch.equal(sa[n].float(), sb[n].float()) for n in sa), key
+        assert new["models"][key]["training"]["reused_from"]["manifest_sha256"] == a.manifest_sha256
+    assert (out2 / "malignant.safetensors").read_bytes() != (out / "malignant.safetensors").read_bytes()
+    assert new["models"]["malignant"]["training"]["config"]["geometric"] is True
+    assert old["models"]["malignant"]["training"]["config"]["geometric"] is False
+    assert any("reuse malignant" in line and "geometric" in line for line in logged), logged
+    assert "Taken over unchanged" in (out2 / "README.md").read_text(encoding="utf-8")

@@ -14,6 +14,12 @@ def configure(p) -> None:
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda ...")
     p.add_argument("--quick", action="store_true", help="tiny cohorts and few epochs: checks the pipeline in minutes")
     p.add_argument("--render-workers", type=int, default=1, help="processes rendering phantom exams (default 1)")
+    p.add_argument("--reuse", metavar="BUNDLE",
+                   help="take over the models of this earlier bundle whose recorded training settings equal the recipe's "
+                        "(so a new bundle differs only where the recipe changed)")
+    p.add_argument("--reuse-models", default="", metavar="LIST",
+                   help="comma-separated models (detector,stage1,benign,malignant) to take over from a bundle that "
+                        "records only part of their settings (before 1.1.0); the unchecked settings are reported")
     p.add_argument("--card-only", action="store_true",
                    help="rewrite OUT/README.md (the model card) from the finished build's WORK/report.json; trains nothing")
 
@@ -24,14 +30,15 @@ def run(args) -> int:
     work = Path(args.work) if args.work else Path("build") / "training" / recipe.name
     if args.card_only:
         return rewrite_card(recipe, Path(args.out), work)
-    report = build_and_summarise(recipe, args.out, work, args.device)
+    named = tuple(m.strip() for m in args.reuse_models.split(",") if m.strip())
+    report = build_and_summarise(recipe, args.out, work, args.device, args.reuse, named)
     return 0 if report else 1
 
 
-def build_and_summarise(recipe, out, work, device) -> dict:
+def build_and_summarise(recipe, out, work, device, reuse=None, reuse_models=()) -> dict:
     from training.recipe import build
 
-    report = build(recipe, out, work, device)
+    report = build(recipe, out, work, device, reuse=reuse, reuse_models=reuse_models)
     h = report["heldout"]
     log(f"held-out: detection mAP@0.40 {h['detection']['map']:.4f}; "
         + ", ".join(f"{k} AUC {v['truth_boxes']['auc']['value']:.4f}" for k, v in h["classifiers"].items() if "truth_boxes" in v)

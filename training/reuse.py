@@ -1,0 +1,115 @@
+"""Models of an earlier bundle that build-weights takes over when the recipe left them unchanged.
+
+A new bundle should differ from the last one only where its recipe changed (the weights live
+in git). A model is taken over only when every training setting its manifest entry records
+equals the recipe's; manifests written since version 1.1.0 record the whole configuration,
+older ones a subset, and the settings an old entry does not record are listed as unchecked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import torch
+
+from training.classifier import ClassifierConfig
+from training.detector import DetectorConfig
+
+
+class ReuseError(ValueError):
+    """The earlier bundle's model was trained with other settings than the recipe asks for."""
+
+
+# manifest entry field -> config field, for entries written before the whole config was recorded
+_CLASSIFIER_RECORDED = {"backbone": "backbone", "input_size": "input_size", "roi_margin": "roi_margin"}
+_CLASSIFIER_TRAINING = ("augmentation", "rebalance", "epochs", "lr", "schedule", "batch_size", "weight_decay")
+_DETECTOR_RECORDED = {"input_size": "imgsz", "conf": "conf", "iou": "iou"}
+_IGNORED = {"device"}  # where a model was trained does not change what it is
+# settings added to the code together with whole-config records: a bundle that records only part of its
+# settings was trained by code without them, i.e. with their defaults
+_NEWER_THAN_PARTIAL_RECORDS = ("geometric",)
+
+
+def config_doc(cfg: ClassifierConfig | DetectorConfig) -> dict[str, Any]:
+    """The configuration as plain JSON data, without the settings that do not change the weights."""
+    import json
+
+    return {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k not in _IGNORED}
+
+
+def _compare(where: str, recorded: dict[str, Any], wanted: dict[str, Any]) -> None:
+    diffs = [f"{k}: bundle {recorded[k]!r}, recipe {wanted[k]!r}" for k in recorded if k in wanted and recorded[k] != wanted[k]]
+    if diffs:
+        raise ReuseError(f"{where}: trained with other settings, retrain it ({'; '.join(diffs)})")
+
+
+def classifier_from_bundle(bundle, key: str, cfg: ClassifierConfig) -> tuple[dict[str, torch.Tensor], dict, list[str]]:
+    """(float32 state, train_classifier-like summary, settings not checked) of `key` in `bundle`.
+
+    Raises ReuseError naming the first differing settings.
+    """
+    entry = bundle.model(key)
+    training = entry.get("training") or {}
+    wanted = config_doc(cfg)
+    where = f"{bundle.folder}: {key}"
+    if isinstance(training.get("config"), dict):
+        # a setting added to the code after the bundle was built had its default then
+        recorded = {**config_doc(ClassifierConfig(task=key)), **training["config"]}
+        _compare(where, {k: v for k, v in recorded.items() if k not in _IGNORED}, wanted)
+        unchecked = []
+    else:
+        recorded = {cf: entry[mf] for mf, cf in _CLASSIFIER_RECORDED.items() if mf in entry}
+        recorded.update({k: training[k] for k in _CLASSIFIER_TRAINING if k in training})
+        if "arch_args" in entry and wanted.get("arch_args") is not None:
+            recorded["arch_args"] = entry["arch_args"]
+        recorded["task"] = key
+        defaults = config_doc(ClassifierConfig(task=key))
+        recorded.update({k: defaults[k] for k in _NEWER_THAN_PARTIAL_RECORDS})
+        _compare(where, recorded, wanted)
+        unchecked = sorted(k for k in wanted if k not in recorded and k != "arch_args")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in bundle.state_dict(key).items()}
+    summary = {
+        "config": {**wanted, "device": cfg.device},
+        "task": key,
+        "classes": list(entry.get("classes") or []),
+        "train_composites": training.get("train_composites"),
+        "train_exams": training.get("train_exams"),
+        "val_composites": 0,
+        "val_exams": 0,
+        "normalisation": dict(entry["normalisation"]),
+        "arch_args": entry.get("arch_args"),
+        "cam_target_layer": entry.get("cam_target_layer"),
+        "best_epoch": training.get("best_epoch", cfg.epochs - 1),
+        "seconds": training.get("seconds"),
+        "history": [],
+        "reused_from": reused_from(bundle),
+    }
+    return state, summary, unchecked
+
+
+def detector_from_bundle(bundle, cfg: DetectorConfig) -> tuple[dict[str, torch.Tensor], dict, list[str]]:
+    """(float32 state, detector summary, settings not checked) of the bundle's detector."""
+    entry = bundle.model("detector")
+    training = entry.get("training") or {}
+    wanted = config_doc(cfg)
+    where = f"{bundle.folder}: detector"
+    if isinstance(training.get("config"), dict):
+        recorded = {**config_doc(DetectorConfig()), **training["config"]}
+        _compare(where, {k: v for k, v in recorded.items() if k not in _IGNORED}, wanted)
+        unchecked = []
+    else:
+        recorded = {cf: entry[mf] for mf, cf in _DETECTOR_RECORDED.items() if mf in entry}
+        if "arch" in entry:
+            recorded["scale"] = str(entry["arch"]).removeprefix("yolov8")
+        _compare(where, recorded, wanted)
+        unchecked = sorted(k for k in wanted if k not in recorded)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in bundle.state_dict("detector").items()}
+    summary = {"config": {**wanted, "device": cfg.device}, "best_epoch": training.get("best_epoch", cfg.epochs - 1),
+               "seconds": training.get("seconds"), "device": training.get("device"), "reused_from": reused_from(bundle)}
+    return state, summary, unchecked
+
+
+def reused_from(bundle) -> dict[str, Any]:
+    m = bundle.manifest
+    return {"name": m.get("name"), "version": m.get("version"), "manifest_sha256": bundle.manifest_sha256}
