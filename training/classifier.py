@@ -48,6 +48,9 @@ class ClassifierConfig:
     roi_margin: float = 0.15
     augmentation: str = "pkcp-mixup"  # none | traditional | pkcp-mixup
     rebalance: bool = True  # PKCP: K^P composites for minority classes (False: K for every class)
+    # flip/rotate/scale every training sample on top of the arm (the "traditional" arm does this alone):
+    # with four patients of a rare class, PKCP-MixUp recombines their slices but never shows a new pose
+    geometric: bool = False
     mixup_alpha: float = 2.0
     mixup_beta: float = 2.0
     phases: tuple[str, ...] = PHASES
@@ -228,10 +231,13 @@ def train_classifier(
         for idx in tqdm(batches, desc=f"{cfg.task} {epoch + 1}/{cfg.epochs}", disable=not show, leave=False):
             if mixer is not None:
                 parts = [mixer.sample(int(i)) for i in idx]
-                xb = torch.from_numpy(np.stack([p[0] for p in parts]))
+                xs = [p[0] for p in parts]
+                if cfg.geometric:
+                    xs = [traditional(x, aug_rng) for x in xs]
+                xb = torch.from_numpy(np.stack(xs))
                 yb = torch.from_numpy(np.stack([p[1] for p in parts]))
             else:
-                if cfg.augmentation == "traditional":
+                if cfg.augmentation == "traditional" or cfg.geometric:
                     xb = torch.from_numpy(np.stack([traditional(train.x[int(i)].numpy(), aug_rng) for i in idx]))
                 else:
                     xb = train.x[torch.as_tensor(idx)]

@@ -101,3 +101,38 @@ def test_a_finished_run_is_not_retrained_and_a_changed_config_starts_over(tmp_pa
     classifier_run(train, val, dataclasses.replace(cfg, lr=1e-2), tmp_path / "run", resume=False,
                    log=fresh_log.append)
     assert _epochs_logged(fresh_log) == ["1/1"]
+
+
+def test_geometric_augmentation_on_top_of_pkcp_mixup_changes_what_the_model_sees_and_is_reproducible(tmp_path, cohorts):
+    from training.classifier import crop_set, train_classifier
+    from training.tasks import task
+
+    train, _ = cohorts
+    cfg = dataclasses.replace(BASE, epochs=1)
+    geo = dataclasses.replace(cfg, geometric=True)
+    data = crop_set(train, task("stage1"), "pkcp", cfg.input_size, cfg.roi_margin, cfg.phases)
+    seen: list[torch.Tensor] = []
+
+    def spy(c, n):  # records the first batch each model is trained on
+        model = real(c, n)
+        first = len(seen)
+        model.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone())
+                                        if m.training and len(seen) == first else None)
+        return model
+
+    import training.classifier as clf
+
+    real = clf.make_model
+    try:
+        clf.make_model = spy
+        plain_state, _ = train_classifier(data, None, cfg, tmp_path / "plain", resume=False, log=lambda s: None)
+        geo_state, _ = train_classifier(data, None, geo, tmp_path / "geo", resume=False, log=lambda s: None)
+        geo_again, _ = train_classifier(data, None, geo, tmp_path / "geo2", resume=False, log=lambda s: None)
+    finally:
+        clf.make_model = real
+    plain_batch, geo_batch, geo_batch2 = seen
+    assert plain_batch.shape == geo_batch.shape
+    assert not torch.equal(plain_batch, geo_batch), "geometric=True must flip/rotate/scale the MixUp samples"
+    assert torch.equal(geo_batch, geo_batch2), "seeded: the same run sees the same samples"
+    _assert_same_state(geo_state, geo_again)
+    assert any(not torch.equal(plain_state[k], geo_state[k]) for k in plain_state)
