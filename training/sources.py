@@ -156,8 +156,25 @@ def phantom_cohort(
 
     meta = {"source": "phantom (in memory)", "seed": seed, "patients": n, "mix": dict(phantom_mix(dict(mix) if mix else None)),
             "matrix": matrix, "render_args": dict(render_args or {}),
-            "skipped": skipped}
+            "skipped": skipped, "renderer": renderer_fingerprint()}
     return stack(exams, meta)
+
+
+def renderer_fingerprint() -> str:
+    """sha256 (16 hex) of the code that turns a seed into cohort pixels: the phantom, the composite
+    windows and this module. A cohort cached by other code is rendered again, not reused."""
+    import hashlib
+
+    import liverview.phantom
+    import liverview.study.composite
+
+    files = sorted(Path(liverview.phantom.__file__).parent.glob("*.py"))
+    files += [Path(liverview.study.composite.__file__), Path(__file__)]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _run(jobs, workers: int, progress: Progress | None) -> list:

@@ -37,3 +37,22 @@ def test_unknown_class_and_duplicate_patient_are_refused(cohort_factory):
     c = cohort_factory(["HH", "HB"])
     with pytest.raises(CohortError, match="T000.*twice"):
         type(c)(["T000", "T000"], c.classes, c.members, c.slices, c.boxes, c.present)
+
+
+def test_a_cached_phantom_cohort_is_reused_only_when_the_same_phantom_code_rendered_it(tmp_path):
+    from training.cohort import load_cohort, save_cohort
+    from training.recipe import CohortSpec, cohort_for
+    from training.sources import renderer_fingerprint
+
+    spec = CohortSpec("c", 2, 77, {"HH": 1, "HB": 1})
+    logged: list[str] = []
+    first = cohort_for(spec, 64, tmp_path, 1, logged.append, {"n_slices": 8})
+    assert first.meta["renderer"] == renderer_fingerprint()
+    again = cohort_for(spec, 64, tmp_path, 1, logged.append, {"n_slices": 8})
+    assert "cached" in logged[-1] and np.array_equal(again.slices, first.slices)
+    stale = load_cohort(tmp_path / "cohorts" / "c.npz")
+    stale.meta["renderer"] = "0" * 16  # as if an older phantom had rendered it
+    stale.slices[:] = 0
+    save_cohort(stale, tmp_path / "cohorts" / "c.npz")
+    fresh = cohort_for(spec, 64, tmp_path, 1, logged.append, {"n_slices": 8})
+    assert "rendering again" in " ".join(logged) and np.array_equal(fresh.slices, first.slices)

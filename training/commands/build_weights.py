@@ -57,7 +57,10 @@ def rewrite_card(recipe, out: Path, work: Path) -> int:
         log(f"error: {report_path} or {out / 'manifest.json'} missing: run build-weights first")
         return 2
     report = json.loads(report_path.read_text(encoding="utf-8"))
-    if report.get("recipe") != _plain(recipe):
+    def settings(r):  # the changes text is the card's prose and render processes do not change a result
+        return {k: v for k, v in (r or {}).items() if k not in ("changes", "render_workers")}
+
+    if settings(report.get("recipe")) != settings(_plain(recipe)):
         log(f"error: {report_path} was written by another recipe than the current one: rebuild instead")
         return 2
     tmp = out / "README.md.tmp"
