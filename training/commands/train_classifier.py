@@ -1,4 +1,4 @@
-"""`python -m training train-classifier COHORT --splits S --task T --out DIR`: one classifier run (resumable)."""
+"""`python -m training train-classifier COHORT --splits S|--fit-all --task T --out DIR`: one classifier run (resumable)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ def add_classifier_args(p) -> None:
     p.add_argument("--backbone", choices=list(BACKBONES), default=d.backbone)
     p.add_argument("--augmentation", choices=list(ARMS), default=d.augmentation)
     p.add_argument("--no-rebalance", action="store_true", help="PKCP without class-rebalance (K composites for every class)")
+    p.add_argument("--geometric", action="store_true", help="also flip/rotate/scale every sample (on top of PKCP-MixUp)")
     p.add_argument("--phases", type=phases_arg, default=PHASES, help="phases used, e.g. AVD (others zeroed; default PAVD)")
     p.add_argument("--input-size", type=int, default=d.input_size, help=f"ROI crop size in pixels (default {d.input_size})")
     p.add_argument("--roi-margin", type=float, default=d.roi_margin)
@@ -40,6 +41,7 @@ def add_classifier_args(p) -> None:
 def config_from(args) -> ClassifierConfig:
     return ClassifierConfig(
         task=args.task, backbone=args.backbone, augmentation=args.augmentation, rebalance=not args.no_rebalance,
+        geometric=args.geometric,
         phases=tuple(args.phases), input_size=args.input_size, roi_margin=args.roi_margin, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
         schedule=args.schedule, samples_per_epoch=args.samples_per_epoch, imagenet_weights=args.imagenet_weights,
@@ -49,7 +51,11 @@ def config_from(args) -> ClassifierConfig:
 
 def configure(p) -> None:
     p.add_argument("cohort", help="train/validation cohort cache (.npz)")
-    p.add_argument("--splits", required=True, help="splits file from `python -m training split`")
+    fit = p.add_mutually_exclusive_group(required=True)
+    fit.add_argument("--splits", help="splits file from `python -m training split`: train on its training split, "
+                                      "keep the epoch with the best validation exam AUC")
+    fit.add_argument("--fit-all", action="store_true",
+                     help="train on every patient of COHORT for the fixed --epochs, no validation (the recipe's fit)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, best.safetensors, summary.json)")
     p.add_argument("--test", metavar="COHORT", help="test cohort to evaluate the best weights on")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in --out")
@@ -59,10 +65,13 @@ def configure(p) -> None:
 
 def run(args) -> int:
     cohort = load_cohort(args.cohort)
-    splits = load_splits(args.splits)
     cfg = config_from(args)
-    state, summary = classifier_run(cohort.subset(splits["train"]), cohort.subset(splits["validation"]), cfg,
-                                    args.out, resume=not args.fresh)
+    if args.fit_all:
+        state, summary = classifier_run(cohort, None, cfg, args.out, resume=not args.fresh)
+    else:
+        splits = load_splits(args.splits)
+        state, summary = classifier_run(cohort.subset(splits["train"]), cohort.subset(splits["validation"]), cfg,
+                                        args.out, resume=not args.fresh)
     log(f"best epoch {summary['best_epoch'] + 1}: weights in {Path(args.out) / 'best.safetensors'}")
     if args.test:
         res = classifier_test(state, summary, load_cohort(args.test), args.n_boot)
