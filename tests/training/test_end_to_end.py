@@ -88,7 +88,8 @@ def test_a_rebuild_takes_over_unchanged_models_byte_for_byte_and_retrains_the_ch
     out, work, report = built
     r = dataclasses.replace(BUILT_WITH["recipe"])
     r.classifiers = dict(r.classifiers)
-    r.classifiers["malignant"] = dataclasses.replace(r.classifiers["malignant"], geometric=True)
+    was = r.classifiers["malignant"].geometric
+    r.classifiers["malignant"] = dataclasses.replace(r.classifiers["malignant"], geometric=not was)
     out2 = tmp_path / "bundle2"
     logged: list[str] = []
     report2 = build(r, out2, work, device="cpu", log=logged.append, reuse=out)
@@ -102,7 +103,7 @@ def test_a_rebuild_takes_over_unchanged_models_byte_for_byte_and_retrains_the_ch
         assert all(torch.equal(sa[n].float(), sb[n].float()) for n in sa), key
         assert new["models"][key]["training"]["reused_from"]["manifest_sha256"] == a.manifest_sha256
     assert (out2 / "malignant.safetensors").read_bytes() != (out / "malignant.safetensors").read_bytes()
-    assert new["models"]["malignant"]["training"]["config"]["geometric"] is True
-    assert old["models"]["malignant"]["training"]["config"]["geometric"] is False
+    assert new["models"]["malignant"]["training"]["config"]["geometric"] is (not was)
+    assert old["models"]["malignant"]["training"]["config"]["geometric"] is was
     assert any("reuse malignant" in line and "geometric" in line for line in logged), logged
     assert "Taken over unchanged" in (out2 / "README.md").read_text(encoding="utf-8")
