@@ -112,6 +112,11 @@ MALIGNANT_GEOMETRIC_CHANGE = (
     "(25 OMHT) 0.955 against 0.958; held-out 1.000 against 0.995. Outside the development cohort the change is within "
     "the noise of a handful of OMHT exams. HCC, learned from two training patients, is what keeps the 0.98 target "
     "out of reach on a cohort with several HCC.",
+    "1.0.0's card took its 17-patient and stress figures from cohort caches written by older phantom code (the cache "
+    "did not record the code): with the current phantom the same stage-1 model scores 0.985 on the stress cohort, "
+    "not 0.962. Cohort caches now record a fingerprint of the phantom code and are rendered again when it changes; "
+    "every figure in this card comes from cohorts rendered by the current code (`training_data.renderer` in the "
+    "manifest).",
 )
 
 
