@@ -8,6 +8,7 @@ older ones a subset, and the settings an old entry does not record are listed as
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from typing import Any
 
@@ -33,8 +34,6 @@ _NEWER_THAN_PARTIAL_RECORDS = ("geometric",)
 
 def config_doc(cfg: ClassifierConfig | DetectorConfig) -> dict[str, Any]:
     """The configuration as plain JSON data, without the settings that do not change the weights."""
-    import json
-
     return {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k not in _IGNORED}
 
 

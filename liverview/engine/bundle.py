@@ -161,13 +161,9 @@ def write_bundle(
         filename = f"{name}{WEIGHT_SUFFIX}"
         if isinstance(state, (bytes, bytearray)):  # a file taken over as it is from a verified bundle
             data = bytes(state)
-            write_bytes_atomic(folder / filename, data)
-            files[filename] = {"sha256": sha256_bytes(data), "size": len(data)}
-            if isinstance(models.get(name), dict):
-                models[name].setdefault("file", filename)
-            continue
-        # one metadata key: safetensors writes a map's keys in no fixed order, and equal weights must give equal bytes
-        data = _st_save(_tensors_for_file(state, half), metadata={"format": "pt"})
+        else:
+            # one metadata key: safetensors writes a map's keys in no fixed order, and equal weights must give equal bytes
+            data = _st_save(_tensors_for_file(state, half), metadata={"format": "pt"})
         write_bytes_atomic(folder / filename, data)
         files[filename] = {"sha256": sha256_bytes(data), "size": len(data)}
         if isinstance(models.get(name), dict):
