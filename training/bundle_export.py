@@ -62,8 +62,7 @@ def classifier_manifest_entry(key: str, summary: Mapping[str, Any], threshold: f
         "schedule": cfg["schedule"],
         "batch_size": cfg["batch_size"],
         "weight_decay": cfg["weight_decay"],
-        # a resumed run's summary counts only its own seconds; the history has the whole run
-        "seconds": summary["history"][-1]["seconds"] if summary.get("history") else summary.get("seconds"),
+        "seconds": summary.get("seconds"),
         "config": {k: v for k, v in cfg.items() if k != "device"},  # all of it, so a later build can reuse the model
     }
     if summary.get("reused_from"):

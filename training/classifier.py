@@ -216,7 +216,7 @@ def train_classifier(
     mixer = None
     if cfg.augmentation == "pkcp-mixup":
         mixer = BalancedMixUp(lambda i: train.x[i].numpy(), train.y, tk.num_classes, cfg.mixup_alpha, cfg.mixup_beta)
-    t0 = time.time()
+    t0 = time.time() - (history[-1]["seconds"] if history else 0.0)  # seconds count across resumed invocations
     show = sys.stderr.isatty() if progress is None else progress
     for epoch in range(start, cfg.epochs):
         for g in opt.param_groups:

@@ -287,8 +287,7 @@ def build(recipe: Recipe, out: str | Path, work: str | Path, device: str = "auto
         "host": {"python": platform.python_version(), "torch": torch.__version__, "cpu_threads": torch.get_num_threads()},
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
         # training time of each model as its run recorded it, also when this build reused a finished run
-        "train_seconds": {"detector": det_summary.get("seconds"),
-                          **{k: (s["history"][-1]["seconds"] if s.get("history") else s.get("seconds")) for k, (_, s) in clf.items()}},
+        "train_seconds": {"detector": det_summary.get("seconds"), **{k: s.get("seconds") for k, (_, s) in clf.items()}},
         "detector": {k: v for k, v in det_summary.items() if k != "history"},
         "classifiers": {k: {kk: vv for kk, vv in s.items() if kk != "history"} for k, (_, s) in clf.items()},
         "heldout": heldout,

@@ -76,6 +76,8 @@ def test_an_interrupted_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path,
     for got, want in zip(resumed_summary["history"], straight_summary["history"]):
         assert {k: v for k, v in got.items() if k != "seconds"} == {k: v for k, v in want.items() if k != "seconds"}
     assert resumed_summary["best_epoch"] == straight_summary["best_epoch"]
+    # seconds count the whole run across invocations, so a manifest never records only the last piece
+    assert ckpt["history"][1]["seconds"] >= epoch0["seconds"] and resumed_summary["seconds"] >= ckpt["history"][1]["seconds"]
 
 
 def test_a_finished_run_is_not_retrained_and_a_changed_config_starts_over(tmp_path, cohorts):
@@ -84,9 +86,11 @@ def test_a_finished_run_is_not_retrained_and_a_changed_config_starts_over(tmp_pa
     first, _ = classifier_run(train, val, cfg, tmp_path / "run", log=lambda s: None)
 
     again_log: list[str] = []
-    again, _ = classifier_run(train, val, cfg, tmp_path / "run", resume=True, log=again_log.append)
+    again, again_summary = classifier_run(train, val, cfg, tmp_path / "run", resume=True, log=again_log.append)
     assert _epochs_logged(again_log) == [], "all epochs were done: nothing to train"
     _assert_same_state(again, first)
+    assert again_summary["seconds"] >= _ckpt(tmp_path / "run")["history"][-1]["seconds"] > 0, \
+        "a finished run taken up again still reports its training time"
 
     # another learning rate is another run: the checkpoint is not reused
     other_log: list[str] = []
