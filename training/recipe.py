@@ -211,7 +211,10 @@ def build(recipe: Recipe, out: str | Path, work: str | Path, device: str = "auto
     t = time.time()
     det_cfg = dataclasses.replace(recipe.detector, device=device)
     det_dir = work / "detector"
-    det_state, det_summary = taken["detector"][:2] if "detector" in taken else _cached_detector(det_dir, det_cfg, log)
+    if "detector" in taken:
+        det_state, det_summary = taken["detector"].state, taken["detector"].summary
+    else:
+        det_state, det_summary = _cached_detector(det_dir, det_cfg, log)
     if det_state is None:
         det_state, det_summary = detector_run(train, val, det_cfg, det_dir)
     timings["detector"] = time.time() - t
@@ -222,7 +225,7 @@ def build(recipe: Recipe, out: str | Path, work: str | Path, device: str = "auto
         t = time.time()
         cfg = dataclasses.replace(cfg, device=device)
         if key in taken:
-            clf[key] = taken[key][:2]
+            clf[key] = (taken[key].state, taken[key].summary)
             timings[f"classifier_{key}"] = time.time() - t
             continue
         if recipe.classifier_fit == "all":
@@ -295,8 +298,8 @@ def build(recipe: Recipe, out: str | Path, work: str | Path, device: str = "auto
         "stress": stress,
         "untouched": untouched,
         "half": {"largest_metric_change": diff, "shipped": chosen},
-        "reused": {k: {"from": v[1]["reused_from"], "unchecked": v[2], "file": "byte for byte" if v[3] == chosen else
-                       f"re-encoded as {chosen}"} for k, v in taken.items()},
+        "reused": {k: {"from": t.summary["reused_from"], "unchecked": t.unchecked,
+                       "file": "byte for byte" if t.dtype == chosen else f"re-encoded as {chosen}"} for k, t in taken.items()},
     }
     write_json(work / "report.json", report)
 
@@ -326,17 +329,17 @@ def _weights_for(dtype: str, det_state, det_entry: dict, entries: dict, taken: d
     (so git stores no second copy), the state dicts otherwise."""
 
     def pick(key, state):
-        got = taken.get(key)
-        return got[4] if got is not None and got[3] == dtype else state
+        t = taken.get(key)
+        return t.file if t is not None and t.dtype == dtype else state
 
     return (pick("detector", det_state), det_entry), {k: (pick(k, st), e) for k, (st, e) in entries.items()}
 
 
 def _reusable(recipe: Recipe, folder: str | Path, named: tuple[str, ...], device: str, log) -> dict:
-    """{model: (state, summary, unchecked settings)} of the earlier bundle's models this recipe can take over."""
+    """{model: Taken} of the earlier bundle's models this recipe can take over."""
     from liverview.engine.bundle import load_bundle
 
-    from training.reuse import ReuseError, classifier_from_bundle, detector_from_bundle
+    from training.reuse import ReuseError, Taken, classifier_from_bundle, detector_from_bundle
 
     bundle = load_bundle(folder)  # checksums verified
     taken = {}
@@ -355,9 +358,9 @@ def _reusable(recipe: Recipe, folder: str | Path, named: tuple[str, ...], device
         except ReuseError as exc:
             log(f"reuse {key}: {exc}")
             continue
-        taken[key] = (*got, bundle.manifest.get("weights_dtype"), bundle.file_bytes(key))
+        t = taken[key] = Taken(*got, bundle.manifest.get("weights_dtype"), bundle.file_bytes(key))
         log(f"reuse {key}: taken over from {bundle.name} {bundle.version}"
-            + (f" (settings its manifest does not record, taken as unchanged: {', '.join(got[2])})" if got[2] else ""))
+            + (f" (settings its manifest does not record, taken as unchanged: {', '.join(t.unchecked)})" if t.unchecked else ""))
     return taken
 
 

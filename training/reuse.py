@@ -10,12 +10,22 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from training.classifier import ClassifierConfig
 from training.detector import DetectorConfig
+
+
+class Taken(NamedTuple):
+    """A model build-weights takes over: its weights, a training summary, what could not be checked, and its file."""
+
+    state: dict[str, torch.Tensor]  # float32
+    summary: dict
+    unchecked: list[str]
+    dtype: str | None  # the earlier bundle's weights_dtype
+    file: bytes  # the verified weight file as it is
 
 
 class ReuseError(ValueError):
