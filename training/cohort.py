@@ -16,6 +16,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -112,6 +113,15 @@ class Cohort:
     def counts(self) -> dict[str, int]:
         return {c: self.classes.count(c) for c in CLASSES}
 
+    def digest(self) -> str:
+        """sha256 (16 hex) of everything a model trained on this cohort sees: IDs, classes, pixels, boxes."""
+        h = hashlib.sha256()
+        for part in (self.patient_ids, self.classes):
+            h.update("\x1f".join(part).encode())
+        for arr in (self.slices, self.boxes, self.present):
+            h.update(np.ascontiguousarray(arr).tobytes())
+        return h.hexdigest()[:16]
+
     def fingerprints(self) -> list[str]:
         """Content hash per exam: catches the same images under two patient IDs."""
         return [hashlib.sha1(self.slices[i].tobytes()).hexdigest()[:16] for i in range(len(self))]
@@ -154,6 +164,26 @@ def stack(exams: list[ExamSlices], meta: dict | None = None) -> Cohort:
         np.stack([e.present for e in exams]).astype(bool),
         [e.info for e in exams],
         dict(meta or {}),
+    )
+
+
+def concat(cohorts: Sequence[Cohort], meta: dict | None = None) -> Cohort:
+    """One cohort holding the patients of several, in order (e.g. a development cohort plus a supplement);
+    a patient ID in two of them is an error."""
+    if not cohorts:
+        raise CohortError("concat needs at least one cohort")
+    grids = {c.matrix for c in cohorts}
+    if len(grids) != 1:
+        raise CohortError(f"cohorts have different slice grids {sorted(grids)}; resample them to one matrix")
+    return Cohort(
+        [p for c in cohorts for p in c.patient_ids],
+        [x for c in cohorts for x in c.classes],
+        [m for c in cohorts for m in c.members],
+        np.concatenate([c.slices for c in cohorts]),
+        np.concatenate([c.boxes for c in cohorts]),
+        np.concatenate([c.present for c in cohorts]),
+        [i for c in cohorts for i in c.info],
+        dict(meta if meta is not None else cohorts[0].meta),
     )
 
 

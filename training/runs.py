@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
@@ -15,9 +16,30 @@ from training.pkcp import expand
 from training.tasks import task as get_task
 
 
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
 def classifier_run(train: Cohort, val: Cohort | None, cfg: ClassifierConfig, out_dir: str | Path,
                    resume: bool = True, log: Callable[[str], None] | None = None):
-    """Train one classifier; validation composites are expanded the same way as training ones."""
+    """Train one classifier; validation composites are expanded the same way as training ones.
+
+    A checkpoint in `out_dir` resumes only on the cohorts it was started on (the config does not say
+    which patients a run saw); on other data the run starts afresh over it.
+    """
+    out_dir = Path(out_dir)
+    data = {"train": train.digest(), "train_patients": len(train),
+            "validation": val.digest() if val is not None else None}
+    marker = out_dir / "training_data.json"
+    if resume and (out_dir / "checkpoint.json").exists():
+        try:
+            same = json.loads(marker.read_text(encoding="utf-8")) == data
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            (log or _stderr)(f"{out_dir.name}: the run there was on other training data, starting afresh")
+            resume = False
+    write_json(marker, data)
     tk = get_task(cfg.task)
     tr = crop_set(train, tk, cfg.expansion, cfg.input_size, cfg.roi_margin, cfg.phases)
     va = crop_set(val, tk, cfg.expansion, cfg.input_size, cfg.roi_margin, cfg.phases) if val is not None else None

@@ -107,6 +107,22 @@ def test_a_finished_run_is_not_retrained_and_a_changed_config_starts_over(tmp_pa
     assert _epochs_logged(fresh_log) == ["1/1"]
 
 
+def test_a_finished_run_on_other_patients_is_trained_again(tmp_path, cohorts, lesion_cohort_factory):
+    from training.cohort import concat
+
+    train, val = cohorts
+    cfg = dataclasses.replace(BASE, epochs=1, augmentation="none")
+    classifier_run(train, val, cfg, tmp_path / "run", log=lambda s: None)
+    more = concat([train, lesion_cohort_factory(2, matrix=64, seed=5, prefix="S")])
+    logged: list[str] = []
+    _, summary = classifier_run(more, val, cfg, tmp_path / "run", resume=True, log=logged.append)
+    assert any("other training data, starting afresh" in line for line in logged), logged
+    assert _epochs_logged(logged) == ["1/1"] and summary["train_exams"] == 6
+    same: list[str] = []
+    classifier_run(more, val, cfg, tmp_path / "run", resume=True, log=same.append)
+    assert _epochs_logged(same) == [], "the same patients again: the finished run is taken up"
+
+
 def test_geometric_augmentation_on_top_of_pkcp_mixup_changes_what_the_model_sees_and_is_reproducible(tmp_path, cohorts):
     from training.classifier import crop_set, train_classifier
     from training.tasks import task
