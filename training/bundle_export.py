@@ -38,8 +38,10 @@ def detector_entry(scale: str, input_size: int, conf: float, iou: float, summary
     return entry
 
 
-def classifier_manifest_entry(key: str, summary: Mapping[str, Any], threshold: float | None = None) -> dict[str, Any]:
-    """The models.<key> entry from a train_classifier summary (backbone, input, normalisation, ROI margin)."""
+def classifier_manifest_entry(key: str, summary: Mapping[str, Any], threshold: float | None = None,
+                              data: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The models.<key> entry from a train_classifier summary (backbone, input, normalisation, ROI margin);
+    `data` describes the cohorts it was fitted on (a later build compares it before taking the model over)."""
     cfg = summary["config"]
     entry = classifier_entry(
         key,
@@ -65,6 +67,8 @@ def classifier_manifest_entry(key: str, summary: Mapping[str, Any], threshold: f
         "seconds": summary.get("seconds"),
         "config": {k: v for k, v in cfg.items() if k != "device"},  # all of it, so a later build can reuse the model
     }
+    if data is not None:
+        entry["training"]["data"] = dict(data)
     if summary.get("reused_from"):
         entry["training"]["reused_from"] = summary["reused_from"]
     return entry

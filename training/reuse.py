@@ -2,8 +2,9 @@
 
 A new bundle should differ from the last one only where its recipe changed (the weights live
 in git). A model is taken over only when every training setting its manifest entry records
-equals the recipe's; manifests written since version 1.1.0 record the whole configuration,
-older ones a subset, and the settings an old entry does not record are listed as unchecked.
+equals the recipe's and, since 1.2.0, it was fitted on the same cohorts; manifests written since
+1.1.0 record the whole configuration, older ones a subset, and what an old entry does not record
+is listed as unchecked.
 """
 
 from __future__ import annotations
@@ -53,15 +54,40 @@ def _compare(where: str, recorded: dict[str, Any], wanted: dict[str, Any]) -> No
         raise ReuseError(f"{where}: trained with other settings, retrain it ({'; '.join(diffs)})")
 
 
-def classifier_from_bundle(bundle, key: str, cfg: ClassifierConfig) -> tuple[dict[str, torch.Tensor], dict, list[str]]:
+def _check_data(where: str, training: dict, data: dict | None) -> list[str]:
+    """Compare the recorded training data with the recipe's; [] or ["training data"] when it is not recorded.
+
+    Entries written before 1.2.0 do not record it; every recipe before then fitted the classifiers on the
+    development cohort alone, so an entry without a record is taken as that.
+    """
+    if data is None:
+        return []
+    recorded = training.get("data")
+    if recorded is None:
+        recorded = {**data, "cohorts": data["cohorts"][:1]}
+        unchecked = ["training data"]
+    else:
+        unchecked = []
+    if recorded != data:
+        def names(d):
+            return ", ".join(f"{c['patients']} patients seed {c['seed']}" + (f" ({c['member']})" if c.get("member") else "")
+                             for c in d.get("cohorts", []))
+        raise ReuseError(f"{where}: trained on other data, retrain it (bundle: {names(recorded)}; recipe: {names(data)})")
+    return unchecked
+
+
+def classifier_from_bundle(bundle, key: str, cfg: ClassifierConfig,
+                           data: dict | None = None) -> tuple[dict[str, torch.Tensor], dict, list[str]]:
     """(float32 state, train_classifier-like summary, settings not checked) of `key` in `bundle`.
 
-    Raises ReuseError naming the first differing settings.
+    `data` is the recipe's training data for the model (Recipe.training_data). Raises ReuseError
+    naming the first differing settings or the differing data.
     """
     entry = bundle.model(key)
     training = entry.get("training") or {}
     wanted = config_doc(cfg)
     where = f"{bundle.folder}: {key}"
+    data_unchecked = _check_data(where, training, data)
     if isinstance(training.get("config"), dict):
         # a setting added to the code after the bundle was built had its default then
         recorded = {**config_doc(ClassifierConfig(task=key)), **training["config"]}
@@ -77,6 +103,7 @@ def classifier_from_bundle(bundle, key: str, cfg: ClassifierConfig) -> tuple[dic
         recorded.update({k: defaults[k] for k in _NEWER_THAN_PARTIAL_RECORDS})
         _compare(where, recorded, wanted)
         unchecked = sorted(k for k in wanted if k not in recorded and k != "arch_args")
+    unchecked += data_unchecked
     state = {k: v.float() if v.is_floating_point() else v for k, v in bundle.state_dict(key).items()}
     summary = {
         "config": {**wanted, "device": cfg.device},

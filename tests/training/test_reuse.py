@@ -86,3 +86,29 @@ def test_detector_entries_are_checked_the_same_way():
     assert "epochs" in unchecked and "imgsz" not in unchecked
     with pytest.raises(ReuseError, match="scale"):
         detector_from_bundle(FakeBundle({"detector": old}), DetectorConfig(scale="s", imgsz=128))
+
+
+def _data(*cohorts) -> dict:
+    return {"fit": "all", "matrix": 256, "render_args": {},
+            "cohorts": [{"patients": n, "seed": s, "mix": {"OMHT": 1.0}, "member": m} for n, s, m in cohorts]}
+
+
+def test_a_model_fitted_on_other_patients_is_refused_and_the_cohorts_named():
+    cfg = ClassifierConfig(task="malignant")
+    dev, sup = (148, 1001, None), (6, 9009, "HCC")
+    entry = _entry(cfg)
+    entry["training"]["data"] = _data(dev)
+    with pytest.raises(ReuseError, match=r"other data.*bundle: 148 patients seed 1001; recipe: 148 patients seed 1001, 6 patients seed 9009 \(HCC\)"):
+        classifier_from_bundle(FakeBundle({"malignant": entry}), "malignant", cfg, _data(dev, sup))
+    entry["training"]["data"] = _data(dev, sup)
+    _, _, unchecked = classifier_from_bundle(FakeBundle({"malignant": entry}), "malignant", cfg, _data(dev, sup))
+    assert unchecked == []
+
+
+def test_an_entry_without_a_data_record_counts_as_fitted_on_the_development_cohort_alone():
+    cfg = ClassifierConfig(task="malignant")
+    dev, sup = (148, 1001, None), (6, 9009, "HCC")
+    _, _, unchecked = classifier_from_bundle(FakeBundle({"malignant": _entry(cfg)}), "malignant", cfg, _data(dev))
+    assert unchecked == ["training data"]
+    with pytest.raises(ReuseError, match="other data"):
+        classifier_from_bundle(FakeBundle({"malignant": _entry(cfg)}), "malignant", cfg, _data(dev, sup))

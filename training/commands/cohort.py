@@ -17,14 +17,24 @@ def configure(p) -> None:
     p.add_argument("--mix", help="phantom class mix, e.g. HH=77,OBHT=14,HB=47,OMHT=4 (default: the paper's)")
     p.add_argument("--matrix", type=int, default=256, help="slice grid of the cache in pixels (default 256)")
     p.add_argument("--workers", type=int, default=1, help="processes rendering phantom exams (default 1)")
+    p.add_argument("--member", help="phantom: every patient of this lesion type (HH, IHH, FNH, HMH, HB, UESL, HCC), "
+                                    "e.g. a supplement of a rare type; --mix is then its class")
 
 
 def run(args) -> int:
     if args.phantom is not None:
         if args.phantom < 1:
             raise ValueError("--phantom needs at least 1 patient")
-        cohort = phantom_cohort(args.phantom, args.seed, parse_mix(args.mix), args.matrix, args.workers,
-                                Progress("rendering phantom exams"))
+        mix = parse_mix(args.mix)
+        render_args = {}
+        if args.member:
+            from liverview.phantom.priors import MEMBER_CLASS
+
+            if args.member not in MEMBER_CLASS:
+                raise ValueError(f"--member {args.member!r}: expected one of {', '.join(MEMBER_CLASS)}")
+            mix, render_args = {MEMBER_CLASS[args.member]: 1}, {"member": args.member}
+        cohort = phantom_cohort(args.phantom, args.seed, mix, args.matrix, args.workers,
+                                Progress("rendering phantom exams"), render_args)
     else:
         cohort = folder_cohort(args.exams, args.labels, args.matrix, Progress("reading exams"))
     path = save_cohort(cohort, args.out)

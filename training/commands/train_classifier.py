@@ -9,10 +9,10 @@ from liverview.study.phases import PHASES
 
 from training.augment import ARMS
 from training.classifier import ClassifierConfig
-from training.cohort import load_cohort
+from training.cohort import concat, load_cohort
 from training.commands.common import log, phases_arg
 from training.runs import classifier_run, classifier_test, write_json
-from training.splits import load_splits
+from training.splits import check_cohorts_disjoint, load_splits
 from training.tasks import TASKS
 
 
@@ -56,6 +56,9 @@ def configure(p) -> None:
                                       "keep the epoch with the best validation exam AUC")
     fit.add_argument("--fit-all", action="store_true",
                      help="train on every patient of COHORT for the fixed --epochs, no validation (the recipe's fit)")
+    p.add_argument("--add", metavar="COHORT", action="append", default=[],
+                   help="more training patients (e.g. a supplement of a rare type), after COHORT's; never in the "
+                        "validation split; repeatable")
     p.add_argument("--out", required=True, help="run folder (checkpoints, best.safetensors, summary.json)")
     p.add_argument("--test", metavar="COHORT", help="test cohort to evaluate the best weights on")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in --out")
@@ -65,16 +68,20 @@ def configure(p) -> None:
 
 def run(args) -> int:
     cohort = load_cohort(args.cohort)
+    extra = [load_cohort(path) for path in args.add]
+    test = load_cohort(args.test) if args.test else None
+    named = {f"training cohort {args.cohort}": cohort, **{f"--add {p} (#{i + 1})": c for i, (p, c) in enumerate(zip(args.add, extra))}}
+    check_cohorts_disjoint({**named, **({f"--test {args.test}": test} if test else {})})
     cfg = config_from(args)
     if args.fit_all:
-        state, summary = classifier_run(cohort, None, cfg, args.out, resume=not args.fresh)
+        state, summary = classifier_run(concat([cohort, *extra]), None, cfg, args.out, resume=not args.fresh)
     else:
         splits = load_splits(args.splits)
-        state, summary = classifier_run(cohort.subset(splits["train"]), cohort.subset(splits["validation"]), cfg,
-                                        args.out, resume=not args.fresh)
+        state, summary = classifier_run(concat([cohort.subset(splits["train"]), *extra]), cohort.subset(splits["validation"]),
+                                        cfg, args.out, resume=not args.fresh)
     log(f"best epoch {summary['best_epoch'] + 1}: weights in {Path(args.out) / 'best.safetensors'}")
-    if args.test:
-        res = classifier_test(state, summary, load_cohort(args.test), args.n_boot)
+    if test is not None:
+        res = classifier_test(state, summary, test, args.n_boot)
         write_json(Path(args.out) / "test_metrics.json", res)
         m = res["metrics"]
         log(f"test ({res['exams']} exams): AUC {m['auc']['value']:.4f} CI {m['auc']['ci_t']} accuracy {m['accuracy']['value']:.4f}")
