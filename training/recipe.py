@@ -23,7 +23,7 @@ import torch
 from training.bundle_export import PHANTOM_NOTICE, classifier_manifest_entry, detector_entry, export_bundle
 from training.checkpoint import load_weights
 from training.classifier import ClassifierConfig
-from training.cohort import Cohort, load_cohort, save_cohort
+from training.cohort import Cohort, concat, load_cohort, save_cohort
 from training.detector import DetectorConfig
 from training.evaluation import evaluate_bundle, markdown
 from training.runs import classifier_run, detector_run, write_json
@@ -43,6 +43,11 @@ class CohortSpec:
     seed: int
     mix: dict = field(default_factory=lambda: dict(PAPER_MIX))
     why: str = ""
+    member: str | None = None  # every patient of this one lesion type (e.g. "HCC"); the mix must be its class
+
+    def data_doc(self) -> dict:
+        """What decides the cohort's images (its name and the why are labels)."""
+        return {"patients": self.patients, "seed": self.seed, "mix": _shares(self.mix), "member": self.member}
 
 
 @dataclass
@@ -50,7 +55,7 @@ class Recipe:
     """Every number the default bundle depends on."""
 
     name: str = "liverview-default-phantom"
-    version: str = "1.1.0"
+    version: str = "1.2.0"
     matrix: int = 256  # phantom render grid and cohort cache grid
     trainval: CohortSpec = field(default_factory=lambda: CohortSpec(
         "trainval", 148, 1001, dict(PAPER_MIX), "like the paper's cohort A: 148 patients in its class proportions HH 77 : OBHT 14 : HB 47 : OMHT 4"))
@@ -65,11 +70,13 @@ class Recipe:
         "rare-class stress test: equal class mix, so OBHT and OMHT members (seen in training by only a few "
         "patients each) weigh as much as HH and HB"))
     untouched: CohortSpec = field(default_factory=lambda: CohortSpec(
-        "untouched", 210, 6006, dict(PAPER_MIX),
+        "untouched", 210, 8228, dict(PAPER_MIX),
         "a second held-out cohort from the training population, first drawn after every setting of this recipe "
         "version was fixed (settings were tried against phantom test cohorts while the recipe was developed, so the "
-        "'heldout' figures are not untouched; these are; 1.0.0's untouched cohort, seed 5005, has been looked at "
-        "since and is not used again)"))
+        "'heldout' figures are not untouched; these are; earlier untouched cohorts, seeds 5005, 6006 and 8008, have "
+        "been looked at since and are not used again)"))
+    # task -> extra phantom patients that only that classifier trains on, after the development cohort
+    supplements: dict = field(default_factory=dict)
     split_seed: int = 0
     val_fraction: float = 0.3
     detector: DetectorConfig = field(default_factory=DetectorConfig)
@@ -89,34 +96,48 @@ class Recipe:
         """Every test cohort, none of them seen in training."""
         return (self.test17, self.heldout, self.stress, self.untouched)
 
+    def training_data(self, key: str) -> dict:
+        """What classifier `key` is fitted on, as recorded in its manifest entry and compared by --reuse."""
+        specs = [self.trainval] + ([self.supplements[key]] if key in self.supplements else [])
+        doc = {"fit": self.classifier_fit, "matrix": self.matrix, "render_args": dict(self.render_args),
+               "cohorts": [s.data_doc() for s in specs]}
+        if self.classifier_fit == "train":
+            doc["split"] = {"seed": self.split_seed, "validation_fraction": self.val_fraction}
+        return doc
+
     def __post_init__(self) -> None:
         if not self.classifiers:
             self.classifiers = {k: ClassifierConfig(task=k) for k in ("stage1", "benign", "malignant")}
 
 
-# The evidence behind 1.1.0, measured before the new untouched cohort was drawn (build/dev, not shipped):
-# malignant-subtype exam AUC on a development cohort (seed 7007, 100 patients, equal mix: 25 HB, 25 OMHT),
-# each arm fitted on the 148 training patients with seeds 0, 1, 2.
-MALIGNANT_GEOMETRIC_CHANGE = (
-    "1.1.0 against 1.0.0: the malignant-subtype classifier adds random flip, rotation and scale to every PKCP-MixUp "
-    "sample (`geometric`). Chosen on a development cohort drawn for the purpose (seed 7007, 100 patients, equal mix, "
-    "25 HB vs 25 OMHT; no test cohort): exam AUC 0.938 / 0.914 / 0.912 with it against 0.858 / 0.898 / 0.850 without "
-    "(seeds 0 / 1 / 2); with it every UESL scored above every HB in all three seeds, HCC stays the weak member. "
-    "The 64 px input was kept: 128 px reached 0.918 without and 0.939 with the augmentation (seed 0), no better, at "
-    "four times the cost. The same augmentation left the benign-subtype model where it was on the same cohort "
-    "(AUC 0.957 with, 0.955 without, seed 0), so that model is unchanged.",
-    "The detector and the stage-1 and benign classifiers are unchanged and taken over from 1.0.0 byte for byte "
-    "(`--reuse`); the untouched cohort is new (seed 6006), because 1.0.0's (seed 5005) was looked at.",
-    "Measured after the build, malignant-subtype AUC of 1.1.0 against 1.0.0's model on the same cohorts: untouched "
-    "(seed 6006: 3 HCC + 3 UESL vs 69 HB) 0.829 against 0.894, both calling all three HCC HB; rare-class stress "
-    "(25 OMHT) 0.955 against 0.958; held-out 1.000 against 0.995. Outside the development cohort the change is within "
-    "the noise of a handful of OMHT exams. HCC, learned from two training patients, is what keeps the 0.98 target "
-    "out of reach on a cohort with several HCC.",
-    "1.0.0's card took its 17-patient and stress figures from cohort caches written by older phantom code (the cache "
-    "did not record the code): with the current phantom the same stage-1 model scores 0.985 on the stress cohort, "
-    "not 0.962. Cohort caches now record a fingerprint of the phantom code and are rendered again when it changes; "
-    "every figure in this card comes from cohorts rendered by the current code (`training_data.renderer` in the "
-    "manifest).",
+# The evidence behind 1.2.0, measured before its untouched cohort was drawn (build/dev, not shipped):
+# malignant-subtype exam AUC on two development cohorts (seed 7007: 25 HB vs 11 UESL + 14 HCC; seed 7117: 150 HB vs
+# 29 UESL + 21 HCC), the 1.1.0 settings fitted on the 148 development patients plus each supplement, seeds 0 / 1.
+MALIGNANT_OMHT_SUPPLEMENT_CHANGE = (
+    "1.2.0 against 1.1.0: the malignant-subtype classifier also trains on a supplement of 10 OMHT phantom patients "
+    "(seed 9119, members drawn as the phantom draws them: 6 HCC, 4 UESL), after the 148-patient development cohort. "
+    "That cohort's 4 OMHT patients hold 2 HCC, both of the 'obvious enhancement' variant, and 1.1.0 called most HCC "
+    "hepatoblastoma. Chosen on two development cohorts drawn for the purpose (seed 7007: 25 HB vs 11 UESL + 14 HCC; "
+    "seed 7117: 150 HB vs 29 UESL + 21 HCC; no test cohort), exam AUC 7007 | 7117, seeds 0 / 1: no supplement (1.1.0) "
+    "0.938 / 0.914 | 0.941 / 0.926; +2, +4 HCC 0.954, 0.976 | -; +6 HCC 0.998 / 0.982 | 0.993 / 0.985; +10 HCC "
+    "0.990 / 0.995 | 0.998 / 0.997; +6 HCC +4 UESL 0.987 | 0.993; +10 OMHT as drawn 0.986 / 0.973 | 0.999 / 0.999. "
+    "The rule, fixed before the last runs: the best mean on the larger cohort (7117), the population draw over a "
+    "member-targeted supplement when within 0.002. Changes to the model alone, tried first on 7007, left two HCC at "
+    "P(OMHT) 0.02-0.04 in every run: scanner-noise and blur jitter 0.922, weight decay 5e-4 0.910, a one-step "
+    "4-class model read as HB vs OMHT 0.904 / 0.894, the mean of three seeds 0.923.",
+    "A first candidate (+6 HCC, seed 9009) was built and tested before the second development cohort was drawn: "
+    "malignant AUC held-out 0.981, rare-class stress 0.992, and 0.971 on a new untouched cohort (seed 8008: 2 HCC + "
+    "4 UESL vs 69 HB, two HB at P(OMHT) 0.77-0.81), where 1.1.0 scored 0.995. Seed 8008 has therefore been looked at "
+    "and is not used again; this version's untouched cohort is seed 8228.",
+    "This departs from the paper's cohort A for this one model, as a study short of a rare tumour type would "
+    "enrich it: the development cohort itself (148 patients, the paper's mix) is unchanged and is all the detector, "
+    "stage-1 and benign models see; they are taken over from 1.1.0 byte for byte (`--reuse`).",
+    "Measured after the build, malignant-subtype AUC (truth boxes) of 1.2.0 against 1.1.0; no figure below chose "
+    "anything: a check cohort drawn after the recipe was fixed, with enough OMHT to resolve the 0.98 target (seed "
+    "8118, 200 patients: 150 HB vs 24 HCC + 26 UESL; `python -m training evaluate`) 0.984 (t-interval 0.960-1.000, "
+    "bootstrap 0.952-1.000) against 0.922 (0.869-0.975); untouched (seed 8228) 1.000 against 0.986; rare-class "
+    "stress (25 OMHT) 1.000 against 0.955; held-out 1.000 against 1.000; 1.1.0's untouched cohort (seed 6006, "
+    "looked at before) 0.952 against 0.829.",
 )
 
 
@@ -133,7 +154,11 @@ def full_recipe() -> Recipe:
     # 1.1.0: four OMHT patients (two UESL, two HCC) are all the malignant-subtype model learns OMHT from;
     # PKCP-MixUp recombines their slices but never shows a lesion in a new pose
     classifiers["malignant"] = dataclasses.replace(classifiers["malignant"], geometric=True)
-    return Recipe(detector=det, classifiers=classifiers, changes=MALIGNANT_GEOMETRIC_CHANGE)
+    # 1.2.0: four OMHT patients (two HCC of one enhancement variant) do not teach HCC; ten more patients do
+    supplements = {"malignant": CohortSpec(
+        "supplement_omht", 10, 9119, {"OMHT": 1}, "the development cohort's 4 OMHT patients (2 HCC, 2 UESL) are too "
+        "few to learn OMHT from (see Changes)")}
+    return Recipe(detector=det, classifiers=classifiers, supplements=supplements, changes=MALIGNANT_OMHT_SUPPLEMENT_CHANGE)
 
 
 def quick_recipe() -> Recipe:
@@ -147,6 +172,7 @@ def quick_recipe() -> Recipe:
     r.heldout = CohortSpec("heldout", 16, 4004, dict(EQUAL_MIX), "quick")
     r.stress = CohortSpec("rare_stress", 8, 3003, dict(EQUAL_MIX), "quick")
     r.untouched = CohortSpec("untouched", 8, 5005, dict(EQUAL_MIX), "quick")
+    r.supplements = {"malignant": dataclasses.replace(r.supplements["malignant"], patients=2)}
     r.detector = dataclasses.replace(r.detector, imgsz=96, epochs=2, batch=8)
     r.classifiers = {k: dataclasses.replace(c, epochs=2, input_size=32, batch_size=32, samples_per_epoch=None)
                      for k, c in r.classifiers.items()}
@@ -162,6 +188,7 @@ def cohort_for(spec: CohortSpec, matrix: int, work: Path, workers: int, log: Cal
                render_args: dict | None = None) -> Cohort:
     """The spec's phantom cohort, read from the work folder when it was already rendered with the same spec."""
     path = work / "cohorts" / f"{spec.name}.npz"
+    render_args = {**(render_args or {}), **({"member": spec.member} if spec.member else {})}
     if path.exists():
         c = load_cohort(path)
         m = c.meta
@@ -198,7 +225,7 @@ def build(recipe: Recipe, out: str | Path, work: str | Path, device: str = "auto
 
     t = time.time()
     cohorts = {s.name: cohort_for(s, recipe.matrix, work, recipe.render_workers, log, recipe.render_args)
-               for s in (recipe.trainval, *recipe.test_specs())}
+               for s in (recipe.trainval, *recipe.supplements.values(), *recipe.test_specs())}
     timings["cohorts"] = time.time() - t
     check_cohorts_disjoint(cohorts)
     trainval = cohorts[recipe.trainval.name]
@@ -228,22 +255,26 @@ def build(recipe: Recipe, out: str | Path, work: str | Path, device: str = "auto
             clf[key] = (taken[key].state, taken[key].summary)
             timings[f"classifier_{key}"] = time.time() - t
             continue
-        if recipe.classifier_fit == "all":
-            state, summary = classifier_run(trainval, None, cfg, work / f"classifier_{key}", resume=True, log=log)
-        elif recipe.classifier_fit == "train":
-            state, summary = classifier_run(train, val, cfg, work / f"classifier_{key}", resume=True, log=log)
-        else:
+        if recipe.classifier_fit not in ("all", "train"):
             raise ValueError(f"classifier_fit {recipe.classifier_fit!r}: expected 'all' or 'train'")
+        fit = trainval if recipe.classifier_fit == "all" else train
+        sup = recipe.supplements.get(key)
+        if sup is not None:  # extra patients of a rare type, for this model only; never in the validation split
+            fit = concat([fit, cohorts[sup.name]])
+            log(f"classifier {key}: {recipe.trainval.name} plus {sup.name} ({len(cohorts[sup.name])} patients)")
+        state, summary = classifier_run(fit, val if recipe.classifier_fit == "train" else None, cfg,
+                                        work / f"classifier_{key}", resume=True, log=log)
         clf[key] = (state, summary)
         timings[f"classifier_{key}"] = time.time() - t
 
     det_entry = detector_entry(det_cfg.scale, det_cfg.imgsz, det_cfg.conf, det_cfg.iou, det_summary)
-    entries = {k: (s, classifier_manifest_entry(k, summ)) for k, (s, summ) in clf.items()}
+    entries = {k: (s, classifier_manifest_entry(k, summ, data=recipe.training_data(k))) for k, (s, summ) in clf.items()}
     training_data = {
         "source": "liverview synthetic four-phase phantom (liverview.phantom), rendered in memory",
         "train_validation": {**asdict(recipe.trainval), "counts": trainval.counts(),
                              "train_patients": len(train), "validation_patients": len(val)},
         "split": {"seed": recipe.split_seed, "validation_fraction": recipe.val_fraction, "by": "patient, stratified by class"},
+        "supplements": {k: {**asdict(s), "counts": cohorts[s.name].counts()} for k, s in recipe.supplements.items()},
         "test_cohorts": {s.name: {**asdict(s), "counts": cohorts[s.name].counts()} for s in recipe.test_specs()},
         "matrix": recipe.matrix,
         "renderer": renderer_fingerprint(),  # the phantom code that rendered every cohort above
@@ -354,7 +385,8 @@ def _reusable(recipe: Recipe, folder: str | Path, named: tuple[str, ...], device
             if key == "detector":
                 got = detector_from_bundle(bundle, dataclasses.replace(recipe.detector, device=device))
             else:
-                got = classifier_from_bundle(bundle, key, dataclasses.replace(recipe.classifiers[key], device=device))
+                got = classifier_from_bundle(bundle, key, dataclasses.replace(recipe.classifiers[key], device=device),
+                                             recipe.training_data(key))
         except ReuseError as exc:
             log(f"reuse {key}: {exc}")
             continue
@@ -508,6 +540,10 @@ def model_card(recipe: Recipe, report: dict) -> str:
         "",
         f"- train/validation: {recipe.trainval.patients} phantom patients, seed {recipe.trainval.seed}, mix {recipe.trainval.mix} "
         f"({recipe.trainval.why}); split 70/30 by patient, stratified by class, seed {recipe.split_seed}.",
+        *(f"- {key} supplement: {s.patients} phantom patients, seed {s.seed}, "
+          + (f"every one {s.member}" if s.member else f"mix {s.mix}")
+          + f", used by the {key} classifier only, after the development cohort (not in the split, not in any "
+          f"test cohort): {s.why}." for key, s in recipe.supplements.items()),
         f"- test: {recipe.test17.patients} patients, seed {recipe.test17.seed} ({recipe.test17.why}).",
         f"- held-out: {recipe.heldout.patients} patients rendered, {report['heldout']['cohort']['patients']} used, seed {recipe.heldout.seed}, mix {recipe.heldout.mix} ({recipe.heldout.why}).",
         f"- rare-class stress: {recipe.stress.patients} patients, seed {recipe.stress.seed}, mix {recipe.stress.mix} ({recipe.stress.why}).",

@@ -56,3 +56,26 @@ def test_a_cached_phantom_cohort_is_reused_only_when_the_same_phantom_code_rende
     save_cohort(stale, tmp_path / "cohorts" / "c.npz")
     fresh = cohort_for(spec, 64, tmp_path, 1, logged.append, {"n_slices": 8})
     assert "rendering again" in " ".join(logged) and np.array_equal(fresh.slices, first.slices)
+
+
+def test_concat_keeps_every_patient_in_order_and_refuses_a_patient_twice_or_two_grids(cohort_factory):
+    from training.cohort import concat
+
+    a = cohort_factory(["HH", "HB"], prefix="A")
+    b = cohort_factory(["OMHT"], seed=1, prefix="B")
+    both = concat([a, b])
+    assert both.patient_ids == ["A000", "A001", "B000"] and both.classes == ["HH", "HB", "OMHT"]
+    assert np.array_equal(both.slices[2], b.slices[0]) and np.array_equal(both.boxes[:2], a.boxes)
+    with pytest.raises(CohortError, match="A000.*twice"):
+        concat([a, a])
+    with pytest.raises(CohortError, match="different slice grids"):
+        concat([a, cohort_factory(["HB"], matrix=16, prefix="C")])
+
+
+def test_a_cohort_spec_with_a_member_renders_only_that_lesion_type(tmp_path):
+    from training.recipe import CohortSpec, cohort_for
+
+    spec = CohortSpec("hcc", 2, 91, {"OMHT": 1}, member="HCC")
+    c = cohort_for(spec, 64, tmp_path, 1, lambda s: None, {"n_slices": 8})
+    assert c.members == ["HCC", "HCC"] and c.classes == ["OMHT", "OMHT"]
+    assert c.meta["render_args"] == {"n_slices": 8, "member": "HCC"}

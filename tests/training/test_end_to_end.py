@@ -107,3 +107,41 @@ def test_a_rebuild_takes_over_unchanged_models_byte_for_byte_and_retrains_the_ch
     assert old["models"]["malignant"]["training"]["config"]["geometric"] is was
     assert any("reuse malignant" in line and "geometric" in line for line in logged), logged
     assert "Taken over unchanged" in (out2 / "README.md").read_text(encoding="utf-8")
+
+
+def _malignant_exams(cohort) -> int:
+    return sum(c in ("HB", "OMHT") for c in cohort.classes)
+
+
+def test_only_the_malignant_model_trains_on_the_supplement_and_it_stays_out_of_the_split(built):
+    from training.cohort import load_cohort
+
+    out, work, report = built
+    trainval = load_cohort(work / "cohorts" / "trainval.npz")
+    sup = load_cohort(work / "cohorts" / "supplement_omht.npz")
+    assert len(sup) >= 1 and set(sup.classes) == {"OMHT"} and set(sup.members) <= {"HCC", "UESL"}
+    assert report["classifiers"]["malignant"]["train_exams"] == _malignant_exams(trainval) + len(sup)
+    assert report["classifiers"]["stage1"]["train_exams"] == len(trainval)
+    models = load_bundle(out).manifest["models"]
+    assert [c["seed"] for c in models["malignant"]["training"]["data"]["cohorts"]] == [1001, 9119]
+    assert len(models["stage1"]["training"]["data"]["cohorts"]) == 1
+    splits = json.loads((work / "splits.json").read_text())["splits"]
+    assert not set(sup.patient_ids) & {p for ids in splits.values() for p in ids}
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "- malignant supplement: 2 phantom patients, seed 9119, mix {'OMHT': 1}, used by the malignant classifier only" in card
+
+
+def test_a_rebuild_on_other_training_data_retrains_that_model_though_its_settings_are_the_same(built, tmp_path):
+    from training.cohort import load_cohort
+    from training.recipe import build
+
+    out, work, report = built
+    r = dataclasses.replace(BUILT_WITH["recipe"])
+    r.supplements = {}
+    logged: list[str] = []
+    report3 = build(r, tmp_path / "bundle3", work, device="cpu", log=logged.append, reuse=out)
+    assert set(report3["reused"]) == {"detector", "stage1", "benign"}
+    assert any(line.startswith("reuse malignant") and "other data" in line for line in logged), logged
+    assert any("on other training data, starting afresh" in line for line in logged), logged
+    trainval = load_cohort(work / "cohorts" / "trainval.npz")
+    assert report3["classifiers"]["malignant"]["train_exams"] == _malignant_exams(trainval)
