@@ -217,6 +217,7 @@ def build(recipe: Recipe, out: str | Path, work: str | Path, device: str = "auto
     settings is taken over instead of retrained; one whose entry records only part of them (bundles
     before 1.1.0) only when named in `reuse_models`, and the settings it could not check are reported.
     """
+    _check_cohort_specs(recipe)
     out, work = Path(out), Path(work)
     work.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -347,6 +348,18 @@ def build(recipe: Recipe, out: str | Path, work: str | Path, device: str = "auto
             shutil.copy(png, out / f"{name}_{png.name}")
     log(f"wrote {out} in {timings['total'] / 60:.1f} min")
     return report
+
+
+def _check_cohort_specs(recipe: Recipe) -> None:
+    """Every cohort needs its own name (its cache file), and a supplement must belong to a trained classifier."""
+    names = [s.name for s in (recipe.trainval, *recipe.supplements.values(), *recipe.test_specs())]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"recipe: cohort name {twice[0]!r} is used twice; each cohort needs its own name")
+    unknown = sorted(set(recipe.supplements) - set(recipe.classifiers))
+    if unknown:
+        raise ValueError(f"recipe: supplement for {unknown[0]!r}, which is not one of the classifiers "
+                         f"({', '.join(recipe.classifiers)})")
 
 
 def _shares(mix) -> dict:

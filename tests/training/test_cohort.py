@@ -79,3 +79,18 @@ def test_a_cohort_spec_with_a_member_renders_only_that_lesion_type(tmp_path):
     c = cohort_for(spec, 64, tmp_path, 1, lambda s: None, {"n_slices": 8})
     assert c.members == ["HCC", "HCC"] and c.classes == ["OMHT", "OMHT"]
     assert c.meta["render_args"] == {"n_slices": 8, "member": "HCC"}
+
+
+def test_a_recipe_whose_supplement_has_no_classifier_or_reuses_a_cohort_name_is_refused_before_rendering(tmp_path):
+    import dataclasses
+
+    from training.recipe import CohortSpec, build, quick_recipe
+
+    r = quick_recipe()
+    r.supplements = {"onestep": CohortSpec("extra", 2, 1, {"OMHT": 1})}
+    with pytest.raises(ValueError, match="supplement for 'onestep'.*not one of the classifiers"):
+        build(r, tmp_path / "out", tmp_path / "work", device="cpu", log=lambda s: None)
+    r.supplements = {"malignant": dataclasses.replace(r.heldout)}
+    with pytest.raises(ValueError, match="cohort name 'heldout' is used twice"):
+        build(r, tmp_path / "out", tmp_path / "work", device="cpu", log=lambda s: None)
+    assert not (tmp_path / "work").exists()
