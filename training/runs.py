@@ -8,12 +8,18 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
+from liverview.study.atomic import write_json_atomic
+
 from training.checkpoint import save_weights
 from training.classifier import ClassifierConfig, crop_set, exam_metrics, load_model, predict, train_classifier
 from training.cohort import Cohort
 from training.detector import DetectorConfig, evaluate_detector, load_detector, train_detector, write_dataset
 from training.pkcp import expand
 from training.tasks import task as get_task
+
+
+# what train_classifier writes into a run folder (a fresh run replaces them; nothing else there is touched)
+RUN_FILES = ("checkpoint.json", "checkpoint.safetensors", "best.safetensors", "summary.json")
 
 
 def _stderr(msg: str) -> None:
@@ -39,7 +45,13 @@ def classifier_run(train: Cohort, val: Cohort | None, cfg: ClassifierConfig, out
         if not same:
             (log or _stderr)(f"{out_dir.name}: the run there was on other training data, starting afresh")
             resume = False
-    write_json(marker, data)
+    if not resume:
+        # the old run's files go before the new data is recorded: a restart interrupted before its first
+        # epoch must not find the old checkpoint beside the new marker and resume it
+        for name in RUN_FILES:
+            (out_dir / name).unlink(missing_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(marker, data)
     tk = get_task(cfg.task)
     tr = crop_set(train, tk, cfg.expansion, cfg.input_size, cfg.roi_margin, cfg.phases)
     va = crop_set(val, tk, cfg.expansion, cfg.input_size, cfg.roi_margin, cfg.phases) if val is not None else None

@@ -123,6 +123,29 @@ def test_a_finished_run_on_other_patients_is_trained_again(tmp_path, cohorts, le
     assert _epochs_logged(same) == [], "the same patients again: the finished run is taken up"
 
 
+def test_a_switch_to_other_patients_interrupted_before_its_first_epoch_does_not_resume_the_old_run(
+        tmp_path, cohorts, lesion_cohort_factory, monkeypatch):
+    import training.runs as runs
+    from training.cohort import concat
+
+    train, val = cohorts
+    cfg = dataclasses.replace(BASE, epochs=1, augmentation="none")
+    classifier_run(train, val, cfg, tmp_path / "run", log=lambda s: None)
+    more = concat([train, lesion_cohort_factory(2, matrix=64, seed=5, prefix="S")])
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(runs, "train_classifier", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            classifier_run(more, val, cfg, tmp_path / "run", log=lambda s: None)
+    logged: list[str] = []
+    _, summary = classifier_run(more, val, cfg, tmp_path / "run", resume=True, log=logged.append)
+    assert _epochs_logged(logged) == ["1/1"], "the old run's checkpoint must not be taken up for the new patients"
+    assert summary["train_exams"] == 6
+
+
 def test_geometric_augmentation_on_top_of_pkcp_mixup_changes_what_the_model_sees_and_is_reproducible(tmp_path, cohorts):
     from training.classifier import crop_set, train_classifier
     from training.tasks import task
