@@ -15,8 +15,10 @@ PHANTOM_NOTICE = (
 )
 
 
-def detector_entry(scale: str, input_size: int, conf: float, iou: float, summary: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The models.detector entry; with a training summary, also how it was trained (the whole config)."""
+def detector_entry(scale: str, input_size: int, conf: float, iou: float, summary: Mapping[str, Any] | None = None,
+                   data: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The models.detector entry; with a training summary, also how it was trained (the whole config) and,
+    with `data`, on which cohorts."""
     entry: dict[str, Any] = {
         "arch": f"yolov8{scale}",
         "channels": len(PHASES),
@@ -33,6 +35,8 @@ def detector_entry(scale: str, input_size: int, conf: float, iou: float, summary
             "device": summary.get("device"),
             "config": {k: v for k, v in (summary.get("config") or {}).items() if k != "device"},
         }
+        if data is not None:
+            entry["training"]["data"] = dict(data)
         if summary.get("reused_from"):
             entry["training"]["reused_from"] = summary["reused_from"]
     return entry

@@ -20,6 +20,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from liverview.study.atomic import write_json_atomic
+
 from training.bundle_export import PHANTOM_NOTICE, classifier_manifest_entry, detector_entry, export_bundle
 from training.checkpoint import load_weights
 from training.classifier import ClassifierConfig
@@ -97,13 +99,15 @@ class Recipe:
         return (self.test17, self.heldout, self.stress, self.untouched)
 
     def training_data(self, key: str) -> dict:
-        """What classifier `key` is fitted on, as recorded in its manifest entry and compared by --reuse."""
+        """What model `key` (a classifier or "detector") is fitted on, as recorded in its manifest entry and
+        compared by --reuse. The detector trains on the split's training side and is selected on its validation side."""
         specs = [self.trainval] + ([self.supplements[key]] if key in self.supplements else [])
-        doc = {"fit": self.classifier_fit, "matrix": self.matrix, "render_args": dict(self.render_args),
+        fit = "split" if key == "detector" else self.classifier_fit
+        doc = {"fit": fit, "matrix": self.matrix, "render_args": dict(self.render_args),
                "cohorts": [s.data_doc() for s in specs]}
-        if self.classifier_fit == "train":
+        if fit != "all":
             doc["split"] = {"seed": self.split_seed, "validation_fraction": self.val_fraction}
-        return doc
+        return json.loads(json.dumps(doc))  # as the manifest stores it (tuples become lists)
 
     def __post_init__(self) -> None:
         if not self.classifiers:
@@ -242,7 +246,7 @@ def build(recipe: Recipe, out: str | Path, work: str | Path, device: str = "auto
     if "detector" in taken:
         det_state, det_summary = taken["detector"].state, taken["detector"].summary
     else:
-        det_state, det_summary = _cached_detector(det_dir, det_cfg, log)
+        det_state, det_summary = _cached_detector(det_dir, det_cfg, {"train": train.digest(), "validation": val.digest()}, log)
     if det_state is None:
         det_state, det_summary = detector_run(train, val, det_cfg, det_dir)
     timings["detector"] = time.time() - t
@@ -268,8 +272,13 @@ def build(recipe: Recipe, out: str | Path, work: str | Path, device: str = "auto
         clf[key] = (state, summary)
         timings[f"classifier_{key}"] = time.time() - t
 
-    det_entry = detector_entry(det_cfg.scale, det_cfg.imgsz, det_cfg.conf, det_cfg.iou, det_summary)
-    entries = {k: (s, classifier_manifest_entry(k, summ, data=recipe.training_data(k))) for k, (s, summ) in clf.items()}
+    def data_record(key: str):
+        # a taken-over model whose bundle did not record its data keeps it unrecorded: an assumption is not a record
+        return None if key in taken and "training data" in taken[key].unchecked else recipe.training_data(key)
+
+    det_entry = detector_entry(det_cfg.scale, det_cfg.imgsz, det_cfg.conf, det_cfg.iou, det_summary,
+                               data=data_record("detector"))
+    entries = {k: (s, classifier_manifest_entry(k, summ, data=data_record(k))) for k, (s, summ) in clf.items()}
     training_data = {
         "source": "liverview synthetic four-phase phantom (liverview.phantom), rendered in memory",
         "train_validation": {**asdict(recipe.trainval), "counts": trainval.counts(),
@@ -352,10 +361,19 @@ def build(recipe: Recipe, out: str | Path, work: str | Path, device: str = "auto
 
 def _check_cohort_specs(recipe: Recipe) -> None:
     """Every cohort needs its own name (its cache file), and a supplement must belong to a trained classifier."""
-    names = [s.name for s in (recipe.trainval, *recipe.supplements.values(), *recipe.test_specs())]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise ValueError(f"recipe: cohort name {twice[0]!r} is used twice; each cohort needs its own name")
+    from liverview.phantom.priors import MEMBER_CLASS
+
+    specs: dict[str, CohortSpec] = {}
+    for s in (recipe.trainval, *recipe.supplements.values(), *recipe.test_specs()):
+        if s.name in specs and specs[s.name] != s:  # one supplement may serve two classifiers
+            raise ValueError(f"recipe: cohort name {s.name!r} is used twice; each cohort needs its own name")
+        specs[s.name] = s
+        if s.member is not None:
+            cls = MEMBER_CLASS.get(s.member)
+            if cls is None:
+                raise ValueError(f"recipe: cohort {s.name!r}: member {s.member!r}, expected one of {', '.join(MEMBER_CLASS)}")
+            if _shares(s.mix).get(cls) != 1.0:
+                raise ValueError(f"recipe: cohort {s.name!r}: every patient is {s.member}, so its mix must be {{{cls!r}: 1}}")
     unknown = sorted(set(recipe.supplements) - set(recipe.classifiers))
     if unknown:
         raise ValueError(f"recipe: supplement for {unknown[0]!r}, which is not one of the classifiers "
@@ -396,7 +414,8 @@ def _reusable(recipe: Recipe, folder: str | Path, named: tuple[str, ...], device
             continue
         try:
             if key == "detector":
-                got = detector_from_bundle(bundle, dataclasses.replace(recipe.detector, device=device))
+                got = detector_from_bundle(bundle, dataclasses.replace(recipe.detector, device=device),
+                                           recipe.training_data("detector"))
             else:
                 got = classifier_from_bundle(bundle, key, dataclasses.replace(recipe.classifiers[key], device=device),
                                              recipe.training_data(key))
@@ -409,14 +428,25 @@ def _reusable(recipe: Recipe, folder: str | Path, named: tuple[str, ...], device
     return taken
 
 
-def _cached_detector(folder: Path, cfg: DetectorConfig, log):
-    """Reuse a finished detector run with the same configuration (no retraining after an interruption)."""
-    summary_path, weights = folder / "detector_train.json", folder / "detector.safetensors"
+def _cached_detector(folder: Path, cfg: DetectorConfig, data: dict, log):
+    """Reuse a finished detector run with the same configuration on the same patients (no retraining after
+    an interruption); otherwise clear it and record the data the new run is started on."""
+    summary_path, weights, marker = folder / "detector_train.json", folder / "detector.safetensors", folder / "training_data.json"
     if summary_path.exists() and weights.exists():
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        if summary.get("config") == json.loads(json.dumps(asdict(cfg))):
+        try:
+            same_data = json.loads(marker.read_text(encoding="utf-8")) == data
+        except (OSError, ValueError):
+            same_data = False
+        if summary.get("config") == json.loads(json.dumps(asdict(cfg))) and same_data:
             log("detector: finished run found, reusing its weights")
             return load_weights(weights), summary
+        if not same_data:
+            log("detector: the finished run there was on other training data, training again")
+    for path in (summary_path, weights):  # an interrupted new run must not leave the old weights beside the new marker
+        path.unlink(missing_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(marker, data)
     return None, None
 
 

@@ -15,6 +15,8 @@ from typing import Any, NamedTuple
 
 import torch
 
+from liverview.phantom import parse_mix
+
 from training.classifier import ClassifierConfig
 from training.detector import DetectorConfig
 
@@ -54,17 +56,35 @@ def _compare(where: str, recorded: dict[str, Any], wanted: dict[str, Any]) -> No
         raise ReuseError(f"{where}: trained with other settings, retrain it ({'; '.join(diffs)})")
 
 
-def _check_data(where: str, training: dict, data: dict | None) -> list[str]:
-    """Compare the recorded training data with the recipe's; [] or ["training data"] when it is not recorded.
+def _older_record(data: dict, manifest_data: dict | None) -> dict:
+    """The training data of an entry written before entries recorded it (1.2.0).
 
-    Entries written before 1.2.0 do not record it; every recipe before then fitted the classifiers on the
-    development cohort alone, so an entry without a record is taken as that.
+    Every recipe before then fitted each model on the development cohort alone; the manifest's own
+    `training_data` block says which cohort, grid and split that was; what it does not say (the fit
+    mode, render arguments) is taken from the recipe.
     """
+    old = {**data, "cohorts": data["cohorts"][:1]}
+    tv = (manifest_data or {}).get("train_validation")
+    if isinstance(tv, dict) and {"patients", "seed"} <= set(tv):
+        mix = dict(parse_mix(dict(tv["mix"]) if tv.get("mix") else None))
+        old["cohorts"] = [{"patients": tv["patients"], "seed": tv["seed"], "mix": mix, "member": None}]
+    if manifest_data and "matrix" in manifest_data:
+        old["matrix"] = manifest_data["matrix"]
+    split = (manifest_data or {}).get("split")
+    if "split" in old and isinstance(split, dict):
+        old["split"] = {"seed": split.get("seed"), "validation_fraction": split.get("validation_fraction")}
+    return old
+
+
+def _check_data(where: str, training: dict, data: dict | None, manifest_data: dict | None = None) -> list[str]:
+    """Compare the recorded training data with the recipe's; [] or ["training data"] when the entry does
+    not record it (then it is read from the manifest's `training_data` block as far as that goes)."""
     if data is None:
         return []
+    data = json.loads(json.dumps(data))  # tuples and lists compare as the manifest stores them
     recorded = training.get("data")
     if recorded is None:
-        recorded = {**data, "cohorts": data["cohorts"][:1]}
+        recorded = _older_record(data, manifest_data)
         unchecked = ["training data"]
     else:
         unchecked = []
@@ -72,7 +92,9 @@ def _check_data(where: str, training: dict, data: dict | None) -> list[str]:
         def names(d):
             return ", ".join(f"{c['patients']} patients seed {c['seed']}" + (f" ({c['member']})" if c.get("member") else "")
                              for c in d.get("cohorts", []))
-        raise ReuseError(f"{where}: trained on other data, retrain it (bundle: {names(recorded)}; recipe: {names(data)})")
+        diff = sorted(k for k in set(recorded) | set(data) if recorded.get(k) != data.get(k))
+        raise ReuseError(f"{where}: trained on other data, retrain it (bundle: {names(recorded)}; recipe: "
+                         f"{names(data)}; differs in {', '.join(diff)})")
     return unchecked
 
 
@@ -87,7 +109,7 @@ def classifier_from_bundle(bundle, key: str, cfg: ClassifierConfig,
     training = entry.get("training") or {}
     wanted = config_doc(cfg)
     where = f"{bundle.folder}: {key}"
-    data_unchecked = _check_data(where, training, data)
+    data_unchecked = _check_data(where, training, data, bundle.manifest.get("training_data"))
     if isinstance(training.get("config"), dict):
         # a setting added to the code after the bundle was built had its default then
         recorded = {**config_doc(ClassifierConfig(task=key)), **training["config"]}
@@ -124,12 +146,15 @@ def classifier_from_bundle(bundle, key: str, cfg: ClassifierConfig,
     return state, summary, unchecked
 
 
-def detector_from_bundle(bundle, cfg: DetectorConfig) -> tuple[dict[str, torch.Tensor], dict, list[str]]:
-    """(float32 state, detector summary, settings not checked) of the bundle's detector."""
+def detector_from_bundle(bundle, cfg: DetectorConfig,
+                         data: dict | None = None) -> tuple[dict[str, torch.Tensor], dict, list[str]]:
+    """(float32 state, detector summary, settings not checked) of the bundle's detector; `data` is the
+    recipe's training data for it (Recipe.training_data("detector"))."""
     entry = bundle.model("detector")
     training = entry.get("training") or {}
     wanted = config_doc(cfg)
     where = f"{bundle.folder}: detector"
+    data_unchecked = _check_data(where, training, data, bundle.manifest.get("training_data"))
     if isinstance(training.get("config"), dict):
         recorded = {**config_doc(DetectorConfig()), **training["config"]}
         _compare(where, {k: v for k, v in recorded.items() if k not in _IGNORED}, wanted)
@@ -140,6 +165,7 @@ def detector_from_bundle(bundle, cfg: DetectorConfig) -> tuple[dict[str, torch.T
             recorded["scale"] = str(entry["arch"]).removeprefix("yolov8")
         _compare(where, recorded, wanted)
         unchecked = sorted(k for k in wanted if k not in recorded)
+    unchecked += data_unchecked
     state = {k: v.float() if v.is_floating_point() else v for k, v in bundle.state_dict("detector").items()}
     summary = {"config": {**wanted, "device": cfg.device}, "best_epoch": training.get("best_epoch", cfg.epochs - 1),
                "seconds": training.get("seconds"), "device": training.get("device"), "reused_from": reused_from(bundle)}

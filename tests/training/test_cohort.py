@@ -90,7 +90,53 @@ def test_a_recipe_whose_supplement_has_no_classifier_or_reuses_a_cohort_name_is_
     r.supplements = {"onestep": CohortSpec("extra", 2, 1, {"OMHT": 1})}
     with pytest.raises(ValueError, match="supplement for 'onestep'.*not one of the classifiers"):
         build(r, tmp_path / "out", tmp_path / "work", device="cpu", log=lambda s: None)
-    r.supplements = {"malignant": dataclasses.replace(r.heldout)}
+    r.supplements = {"malignant": dataclasses.replace(r.heldout, patients=3)}
     with pytest.raises(ValueError, match="cohort name 'heldout' is used twice"):
         build(r, tmp_path / "out", tmp_path / "work", device="cpu", log=lambda s: None)
     assert not (tmp_path / "work").exists()
+
+
+def test_member_cohorts_must_have_their_members_class_as_the_whole_mix_and_one_supplement_may_serve_two_models():
+    import dataclasses
+
+    from training.recipe import CohortSpec, _check_cohort_specs, quick_recipe
+
+    r = quick_recipe()
+    sup = CohortSpec("extra", 2, 1, {"OMHT": 1})
+    r.supplements = {"benign": sup, "malignant": dataclasses.replace(sup)}
+    _check_cohort_specs(r)
+    r.supplements = {"malignant": CohortSpec("extra", 2, 1, {"OMHT": 1}, member="HB")}
+    with pytest.raises(ValueError, match="cohort 'extra': every patient is HB, so its mix must be {'HB': 1}"):
+        _check_cohort_specs(r)
+    r.supplements = {"malignant": CohortSpec("extra", 2, 1, {"OMHT": 1}, member="XYZ")}
+    with pytest.raises(ValueError, match="member 'XYZ'"):
+        _check_cohort_specs(r)
+
+
+def test_cached_detector_run_is_reused_only_on_the_patients_it_was_trained_on(tmp_path):
+    import json
+
+    import torch
+
+    from training.checkpoint import save_weights
+    from training.detector import DetectorConfig
+    from training.recipe import _cached_detector
+
+    cfg = DetectorConfig(imgsz=64, epochs=1)
+    folder = tmp_path / "detector"
+    assert _cached_detector(folder, cfg, {"train": "a"}, lambda s: None) == (None, None)
+    assert json.loads((folder / "training_data.json").read_text()) == {"train": "a"}
+    save_weights(folder / "detector.safetensors", {"w": torch.ones(1)})
+    (folder / "detector_train.json").write_text(json.dumps({"config": json.loads(json.dumps(dataclasses_asdict(cfg)))}))
+    state, _ = _cached_detector(folder, cfg, {"train": "a"}, lambda s: None)
+    assert state is not None
+    logged: list[str] = []
+    assert _cached_detector(folder, cfg, {"train": "b"}, logged.append) == (None, None)
+    assert "other training data" in logged[0]
+    assert not (folder / "detector.safetensors").exists(), "old weights must not survive beside the new marker"
+
+
+def dataclasses_asdict(obj):
+    import dataclasses
+
+    return dataclasses.asdict(obj)

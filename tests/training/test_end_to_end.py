@@ -125,6 +125,7 @@ def test_only_the_malignant_model_trains_on_the_supplement_and_it_stays_out_of_t
     models = load_bundle(out).manifest["models"]
     assert [c["seed"] for c in models["malignant"]["training"]["data"]["cohorts"]] == [1001, 9119]
     assert len(models["stage1"]["training"]["data"]["cohorts"]) == 1
+    assert models["detector"]["training"]["data"]["fit"] == "split"
     splits = json.loads((work / "splits.json").read_text())["splits"]
     assert not set(sup.patient_ids) & {p for ids in splits.values() for p in ids}
     card = (out / "README.md").read_text(encoding="utf-8")

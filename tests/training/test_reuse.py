@@ -90,7 +90,8 @@ def test_detector_entries_are_checked_the_same_way():
 
 def _data(*cohorts) -> dict:
     return {"fit": "all", "matrix": 256, "render_args": {},
-            "cohorts": [{"patients": n, "seed": s, "mix": {"OMHT": 1.0}, "member": m} for n, s, m in cohorts]}
+            "cohorts": [{"patients": n, "seed": s, "mix": {"HH": 0.0, "OBHT": 0.0, "HB": 0.0, "OMHT": 1.0}, "member": m}
+                        for n, s, m in cohorts]}
 
 
 def test_a_model_fitted_on_other_patients_is_refused_and_the_cohorts_named():
@@ -112,3 +113,28 @@ def test_an_entry_without_a_data_record_counts_as_fitted_on_the_development_coho
     assert unchecked == ["training data"]
     with pytest.raises(ReuseError, match="other data"):
         classifier_from_bundle(FakeBundle({"malignant": _entry(cfg)}), "malignant", cfg, _data(dev, sup))
+
+
+def test_an_entry_without_a_data_record_is_checked_against_the_manifests_training_data_block():
+    cfg = ClassifierConfig(task="stage1")
+    bundle = FakeBundle({"stage1": _entry(cfg)})
+    bundle.manifest["training_data"] = {"train_validation": {"patients": 148, "seed": 1001, "mix": {"OMHT": 1}},
+                                        "matrix": 256}
+    _, _, unchecked = classifier_from_bundle(bundle, "stage1", cfg, _data((148, 1001, None)))
+    assert unchecked == ["training data"]
+    with pytest.raises(ReuseError, match="seed 1001; recipe: 148 patients seed 1002; differs in cohorts"):
+        classifier_from_bundle(bundle, "stage1", cfg, _data((148, 1002, None)))
+    other_grid = {**_data((148, 1001, None)), "matrix": 128}
+    with pytest.raises(ReuseError, match="differs in matrix"):
+        classifier_from_bundle(bundle, "stage1", cfg, other_grid)
+
+
+def test_a_detector_trained_on_other_patients_is_refused():
+    cfg = DetectorConfig(imgsz=128, epochs=2)
+    entry = {"arch": "yolov8n", "input_size": 128, "conf": 0.25, "iou": 0.6,
+             "training": {"config": json.loads(json.dumps(config_doc(cfg))), "best_epoch": 1,
+                          "data": _data((148, 1001, None))}}
+    _, _, unchecked = detector_from_bundle(FakeBundle({"detector": entry}), cfg, _data((148, 1001, None)))
+    assert unchecked == []
+    with pytest.raises(ReuseError, match="detector: trained on other data"):
+        detector_from_bundle(FakeBundle({"detector": entry}), cfg, _data((100, 1001, None)))

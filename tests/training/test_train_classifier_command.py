@@ -40,3 +40,10 @@ def test_add_appends_a_supplement_to_the_training_patients_and_a_test_patient_am
     assert main(args + ["--out", str(tmp_path / "run2"), "--test", str(tmp_path / "s.npz")]) == 1
     assert "S000" in capsys.readouterr().err
     assert not (tmp_path / "run2").exists(), "nothing is trained when the cohorts overlap"
+
+
+def test_cohort_member_refuses_a_mix_or_an_exam_folder(tmp_path, capsys):
+    assert main(["cohort", str(tmp_path / "c.npz"), "--phantom", "1", "--member", "HCC", "--mix", "HB=1"]) == 1
+    assert "--member and --mix" in capsys.readouterr().err
+    assert main(["cohort", str(tmp_path / "c.npz"), "--exams", str(tmp_path), "--member", "HCC"]) == 1
+    assert "--member applies to --phantom" in capsys.readouterr().err

@@ -18,13 +18,15 @@ def configure(p) -> None:
     p.add_argument("--matrix", type=int, default=256, help="slice grid of the cache in pixels (default 256)")
     p.add_argument("--workers", type=int, default=1, help="processes rendering phantom exams (default 1)")
     p.add_argument("--member", help="phantom: every patient of this lesion type (HH, IHH, FNH, HMH, HB, UESL, HCC), "
-                                    "e.g. a supplement of a rare type; --mix is then its class")
+                                    "e.g. a supplement of a rare type (its class is the whole mix: not with --mix)")
 
 
 def run(args) -> int:
     if args.phantom is not None:
         if args.phantom < 1:
             raise ValueError("--phantom needs at least 1 patient")
+        if args.member and args.mix:
+            raise ValueError("--member and --mix: a member cohort's class is the member's; give one of them")
         mix = parse_mix(args.mix)
         render_args = {}
         if args.member:
@@ -36,6 +38,8 @@ def run(args) -> int:
         cohort = phantom_cohort(args.phantom, args.seed, mix, args.matrix, args.workers,
                                 Progress("rendering phantom exams"), render_args)
     else:
+        if args.member:
+            raise ValueError("--member applies to --phantom cohorts; exams bring their own lesion types")
         cohort = folder_cohort(args.exams, args.labels, args.matrix, Progress("reading exams"))
     path = save_cohort(cohort, args.out)
     log(f"wrote {path}: {len(cohort)} patients {cohort.counts()}, slices {cohort.matrix}")
