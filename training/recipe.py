@@ -20,15 +20,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from liverview.study.atomic import write_json_atomic
-
 from training.bundle_export import PHANTOM_NOTICE, classifier_manifest_entry, detector_entry, export_bundle
 from training.checkpoint import load_weights
 from training.classifier import ClassifierConfig
 from training.cohort import Cohort, concat, load_cohort, save_cohort
 from training.detector import DetectorConfig
 from training.evaluation import evaluate_bundle, markdown
-from training.runs import classifier_run, detector_run, write_json
+from training.runs import classifier_run, detector_run, ran_on, start_on, write_json
 from training.sources import PAPER_MIX, phantom_cohort, renderer_fingerprint
 from training.splits import check_cohorts_disjoint, save_splits, stratified_split
 
@@ -431,22 +429,16 @@ def _reusable(recipe: Recipe, folder: str | Path, named: tuple[str, ...], device
 def _cached_detector(folder: Path, cfg: DetectorConfig, data: dict, log):
     """Reuse a finished detector run with the same configuration on the same patients (no retraining after
     an interruption); otherwise clear it and record the data the new run is started on."""
-    summary_path, weights, marker = folder / "detector_train.json", folder / "detector.safetensors", folder / "training_data.json"
+    summary_path, weights = folder / "detector_train.json", folder / "detector.safetensors"
     if summary_path.exists() and weights.exists():
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        try:
-            same_data = json.loads(marker.read_text(encoding="utf-8")) == data
-        except (OSError, ValueError):
-            same_data = False
+        same_data = ran_on(folder, data)
         if summary.get("config") == json.loads(json.dumps(asdict(cfg))) and same_data:
             log("detector: finished run found, reusing its weights")
             return load_weights(weights), summary
         if not same_data:
             log("detector: the finished run there was on other training data, training again")
-    for path in (summary_path, weights):  # an interrupted new run must not leave the old weights beside the new marker
-        path.unlink(missing_ok=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(marker, data)
+    start_on(folder, data, (summary_path.name, weights.name))
     return None, None
 
 

@@ -20,10 +20,28 @@ from training.tasks import task as get_task
 
 # what train_classifier writes into a run folder (a fresh run replaces them; nothing else there is touched)
 RUN_FILES = ("checkpoint.json", "checkpoint.safetensors", "best.safetensors", "summary.json")
+DATA_MARKER = "training_data.json"  # which patients the run in a folder was started on
 
 
 def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def ran_on(folder: Path, data: dict) -> bool:
+    """Whether the run in `folder` was started on `data` (False when it does not say)."""
+    try:
+        return json.loads((folder / DATA_MARKER).read_text(encoding="utf-8")) == data
+    except (OSError, ValueError):
+        return False
+
+
+def start_on(folder: Path, data: dict, run_files: tuple[str, ...]) -> None:
+    """Clear the old run's files, then record the data a new run starts on: a restart interrupted
+    before the new run writes anything must not find old weights beside the new record."""
+    for name in run_files:
+        (folder / name).unlink(missing_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(folder / DATA_MARKER, data)
 
 
 def classifier_run(train: Cohort, val: Cohort | None, cfg: ClassifierConfig, out_dir: str | Path,
@@ -36,22 +54,14 @@ def classifier_run(train: Cohort, val: Cohort | None, cfg: ClassifierConfig, out
     out_dir = Path(out_dir)
     data = {"train": train.digest(), "train_patients": len(train),
             "validation": val.digest() if val is not None else None}
-    marker = out_dir / "training_data.json"
-    if resume and (out_dir / "checkpoint.json").exists():
-        try:
-            same = json.loads(marker.read_text(encoding="utf-8")) == data
-        except (OSError, ValueError):
-            same = False
-        if not same:
-            (log or _stderr)(f"{out_dir.name}: the run there was on other training data, starting afresh")
-            resume = False
-    if not resume:
-        # the old run's files go before the new data is recorded: a restart interrupted before its first
-        # epoch must not find the old checkpoint beside the new marker and resume it
-        for name in RUN_FILES:
-            (out_dir / name).unlink(missing_ok=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(marker, data)
+    if resume and (out_dir / "checkpoint.json").exists() and not ran_on(out_dir, data):
+        (log or _stderr)(f"{out_dir.name}: the run there was on other training data, starting afresh")
+        resume = False
+    if resume:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out_dir / DATA_MARKER, data)
+    else:
+        start_on(out_dir, data, RUN_FILES)
     tk = get_task(cfg.task)
     tr = crop_set(train, tk, cfg.expansion, cfg.input_size, cfg.roi_margin, cfg.phases)
     va = crop_set(val, tk, cfg.expansion, cfg.input_size, cfg.roi_margin, cfg.phases) if val is not None else None
