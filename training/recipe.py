@@ -258,8 +258,6 @@ def build(recipe: Recipe, out: str | Path, work: str | Path, device: str = "auto
             clf[key] = (taken[key].state, taken[key].summary)
             timings[f"classifier_{key}"] = time.time() - t
             continue
-        if recipe.classifier_fit not in ("all", "train"):
-            raise ValueError(f"classifier_fit {recipe.classifier_fit!r}: expected 'all' or 'train'")
         fit = trainval if recipe.classifier_fit == "all" else train
         sup = recipe.supplements.get(key)
         if sup is not None:  # extra patients of a rare type, for this model only; never in the validation split
@@ -358,8 +356,13 @@ def build(recipe: Recipe, out: str | Path, work: str | Path, device: str = "auto
 
 
 def _check_cohort_specs(recipe: Recipe) -> None:
-    """Every cohort needs its own name (its cache file), and a supplement must belong to a trained classifier."""
+    """Refuse, before anything is rendered or trained, what the build would trip over later: an unknown
+    classifier fit, two cohorts under one name (its cache file), a member cohort whose mix is not the member's
+    class, a supplement for a model that is not trained."""
     from liverview.phantom.priors import MEMBER_CLASS
+
+    if recipe.classifier_fit not in ("all", "train"):
+        raise ValueError(f"classifier_fit {recipe.classifier_fit!r}: expected 'all' or 'train'")
 
     specs: dict[str, CohortSpec] = {}
     for s in (recipe.trainval, *recipe.supplements.values(), *recipe.test_specs()):

@@ -36,8 +36,8 @@ def ran_on(folder: Path, data: dict) -> bool:
 
 
 def start_on(folder: Path, data: dict, run_files: tuple[str, ...]) -> None:
-    """Clear the old run's files, then record the data a new run starts on: a restart interrupted
-    before the new run writes anything must not find old weights beside the new record."""
+    """Clear `run_files` of the old run (none when it is resumed), then record the data the run goes on with:
+    a restart interrupted before a new run writes anything must not find old weights beside the new record."""
     for name in run_files:
         (folder / name).unlink(missing_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
@@ -57,11 +57,7 @@ def classifier_run(train: Cohort, val: Cohort | None, cfg: ClassifierConfig, out
     if resume and (out_dir / "checkpoint.json").exists() and not ran_on(out_dir, data):
         (log or _stderr)(f"{out_dir.name}: the run there was on other training data, starting afresh")
         resume = False
-    if resume:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out_dir / DATA_MARKER, data)
-    else:
-        start_on(out_dir, data, RUN_FILES)
+    start_on(out_dir, data, () if resume else RUN_FILES)
     tk = get_task(cfg.task)
     tr = crop_set(train, tk, cfg.expansion, cfg.input_size, cfg.roi_margin, cfg.phases)
     va = crop_set(val, tk, cfg.expansion, cfg.input_size, cfg.roi_margin, cfg.phases) if val is not None else None

@@ -93,6 +93,9 @@ def test_a_recipe_whose_supplement_has_no_classifier_or_reuses_a_cohort_name_is_
     r.supplements = {"malignant": dataclasses.replace(r.heldout, patients=3)}
     with pytest.raises(ValueError, match="cohort name 'heldout' is used twice"):
         build(r, tmp_path / "out", tmp_path / "work", device="cpu", log=lambda s: None)
+    r.supplements, r.classifier_fit = {}, "best"
+    with pytest.raises(ValueError, match="classifier_fit 'best': expected 'all' or 'train'"):
+        build(r, tmp_path / "out", tmp_path / "work", device="cpu", log=lambda s: None)
     assert not (tmp_path / "work").exists()
 
 
