@@ -11,17 +11,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from liverview.engine.bundle import Bundle, BundleError, load_bundle
-from liverview.engine.compat import (
-    AnalysisError,
-    PhaseMatchError,
-    intensity_check,
-    missing_phases,
-    phase_match_problems,
-    pick_problems,
-)
+from liverview.engine.bundle import Bundle, load_bundle
+from liverview.engine.compat import check_case, intensity_check, missing_phases
 from liverview.engine.detection import ai_boxes, phase_boxes, run_detector, to_detections
 from liverview.engine.diagnosis import Classifier, StageResult, attribution_fractions, load_classifier, run_stage
+from liverview.engine.errors import AnalysisCancelled, AnalysisError, BundleError  # noqa: F401 - AnalysisCancelled: old import path
 from liverview.engine.findings import (
     CLASSES,
     CompositeFinding,
@@ -41,10 +35,6 @@ Progress = Callable[[float, str], None]
 Cancel = Callable[[], bool]
 
 BRANCHES = ("benign", "malignant")
-
-
-class AnalysisCancelled(Exception):
-    """The caller's cancel() returned True; the case was left as it was."""
 
 
 def default_bundle_dir() -> Path:
@@ -99,18 +89,9 @@ class Engine:
         return self.bundle.describe()
 
     # ------------------------------------------------------------------------------------
-    def check(self, case: Case, assume_windows: bool = False) -> list[str]:
+    def check(self, case: Case, assume_windows: bool = False, allow_missing: bool = False) -> list[str]:
         """Raise AnalysisError for a case that cannot be analysed; return notes on what converts."""
-        if case.study is None or not case.study.volumes:
-            raise AnalysisError("case has no images loaded")
-        problems = phase_match_problems(case.study)
-        if problems:
-            raise PhaseMatchError(problems[0])
-        problems = pick_problems(case)
-        if problems:
-            raise AnalysisError(problems[0])
-        if not any(case.picks.get(p) for p in case.study.phases):
-            raise AnalysisError("no slices picked: pick three slices per phase or use automatic picking")
+        check_case(case, allow_missing)
         return intensity_check(case.study, self.manifest, assume_windows)
 
     def analyze(
@@ -121,6 +102,7 @@ class Engine:
         mode: str = "depth",
         assume_windows: bool = False,
         apply: bool = False,
+        allow_missing: bool = False,
     ) -> Findings:
         """Detect, classify (two stages) and explain every composite of the case's picks.
 
@@ -130,7 +112,8 @@ class Engine:
         model of the exam-level stage-1 call, each for its predicted class per composite.
 
         `progress(fraction, message)` is called between steps and `cancel()` checked there; a
-        cancel raises AnalysisCancelled and leaves the case untouched. With `apply` the findings
+        cancel raises AnalysisCancelled and leaves the case untouched. A study without all four
+        phases raises MissingPhasesError unless `allow_missing` (they become zero channels). With `apply` the findings
         and AI boxes are written into the case (do that on the GUI thread: `apply_findings`).
         """
         timings: dict[str, float] = {}
@@ -143,7 +126,7 @@ class Engine:
                 progress(fraction, message)
 
         step(0.0, "checking the case")
-        notes = self.check(case, assume_windows)
+        notes = self.check(case, assume_windows, allow_missing)
         study = case.study
         try:
             comps = engine_composites(case, self.windows, mode)

@@ -8,7 +8,7 @@ from typing import Callable
 
 import numpy as np
 
-from liverview.engine.compat import AnalysisError
+from liverview.engine.errors import AnalysisCancelled, AnalysisError, AutoPickError  # noqa: F401 - AnalysisError: old import path
 from liverview.study.case import Case, Study
 from liverview.study.composite import build_composite, to_unit
 from liverview.study.phases import PHASES
@@ -17,10 +17,6 @@ from liverview.study.phases import PHASES
 LIVER_HU = {"P": 55.0, "A": 70.0, "V": 110.0, "D": 90.0}
 LIVER_BAND_HU = 45.0
 MIN_LIVER_FRACTION = 0.02  # of the slice's pixels, for a slice to count as inside the liver range
-
-
-class AutoPickError(AnalysisError):
-    """No lesion could be found to centre the picks on."""
 
 
 @dataclass
@@ -123,8 +119,6 @@ def auto_pick(
     dets: list[SliceDetection] = []
     for start in range(0, len(indices), batch):
         if cancel is not None and cancel():
-            from liverview.engine.analyze import AnalysisCancelled
-
             raise AnalysisCancelled("automatic picking cancelled")
         if progress is not None:
             progress(start / len(indices), f"scanning phase {ref} slices {first}..{last} for the lesion")

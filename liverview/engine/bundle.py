@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load as _st_load
 from safetensors.torch import save as _st_save
 
+from liverview.engine.errors import BundleError
 from liverview.study.atomic import write_bytes_atomic, write_json_atomic
 from liverview.study.phases import PHASES, WINDOWS
 
@@ -30,10 +31,6 @@ INTENSITIES = ("HU", "windowed")
 WEIGHT_SUFFIX = ".safetensors"
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
 RESEARCH_NOTICE = "Research use only; not for clinical decisions."
-
-
-class BundleError(ValueError):
-    """A bundle that cannot be used; the message names the folder or file and the reason."""
 
 
 @dataclass

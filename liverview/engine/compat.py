@@ -6,24 +6,21 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from liverview.engine.errors import AnalysisError, IntensityError, MissingPhasesError, PhaseMatchError
 from liverview.study.case import Case, Study
-from liverview.study.phases import PHASES, WINDOWS
+from liverview.study.phases import PHASE_NAMES, PHASES, WINDOWS
 
-
-class AnalysisError(ValueError):
-    """The case cannot be analysed as it is; the message says why in one line."""
-
-
-class MissingPhasesError(AnalysisError):
-    pass
-
-
-class PhaseMatchError(AnalysisError):
-    pass
-
-
-class IntensityError(AnalysisError):
-    pass
+__all__ = [
+    "AnalysisError",
+    "IntensityError",
+    "MissingPhasesError",
+    "PhaseMatchError",
+    "check_case",
+    "intensity_check",
+    "missing_phases",
+    "phase_match_problems",
+    "pick_problems",
+]
 
 
 def missing_phases(study: Study) -> list[str]:
@@ -76,6 +73,32 @@ def pick_problems(case: Case) -> list[str]:
             if not lo <= z <= hi:
                 out.append(f"phase {p}: pick at {z:.2f} mm is outside the volume ({lo:.2f}..{hi:.2f} mm)")
     return out
+
+
+def check_case(case: Case, allow_missing: bool = False) -> None:
+    """Raise the AnalysisError that says why the case may not be analysed; return when it may.
+
+    The one rule set (without the bundle: see intensity_check) shared by the engine, the CLI
+    and the viewer.
+    """
+    study = case.study
+    if study is None or not study.volumes:
+        raise AnalysisError("case has no images loaded")
+    missing = missing_phases(study)
+    if missing and not allow_missing:
+        names = ", ".join(f"{p} ({PHASE_NAMES[p]})" for p in missing)
+        raise MissingPhasesError(
+            f"missing phase(s) {names}; analyse with {', '.join(study.phases)} only after allowing "
+            "missing phases (they become zero channels)"
+        )
+    problems = phase_match_problems(study)
+    if problems:
+        raise PhaseMatchError(problems[0])
+    problems = pick_problems(case)
+    if problems:
+        raise AnalysisError(problems[0])
+    if not any(case.picks.get(p) for p in study.phases):
+        raise AnalysisError("no slices picked: pick three slices per phase or use automatic picking")
 
 
 def intensity_check(study: Study, manifest: Mapping[str, Any], assume_windows: bool = False) -> list[str]:

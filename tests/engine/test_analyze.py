@@ -13,7 +13,7 @@ import pytest
 
 from liverview.engine.analyze import AnalysisCancelled, Engine
 from liverview.engine.bundle import BundleError
-from liverview.engine.compat import AnalysisError, IntensityError, PhaseMatchError
+from liverview.engine.compat import AnalysisError, IntensityError, MissingPhasesError, PhaseMatchError
 from liverview.engine.findings import cam_for_phase
 from liverview.study.case import Box
 
@@ -95,7 +95,9 @@ def test_user_box_drives_the_roi_and_cam_is_registered_per_phase(engine, make_ca
 
 def test_missing_phase_is_a_zero_channel_with_no_attribution(engine, make_case):
     case = make_case(phases=("P", "A", "V"))
-    f = engine.analyze(case)
+    with pytest.raises(MissingPhasesError, match=r"missing phase\(s\) D \(delayed\)"):
+        engine.analyze(case)
+    f = engine.analyze(case, allow_missing=True)
     d = f.to_dict()
     assert d["phases_used"] == ["P", "A", "V"] and d["phases_missing"] == ["D"]
     assert any("phase D missing" in n for n in d["notes"])

@@ -49,7 +49,7 @@ def test_build_writes_a_bundle_that_the_engine_verifies_and_analyses_with(built)
     from training.cohort import load_cohort
 
     heldout = load_cohort(work / "cohorts" / "heldout.npz")
-    findings = Engine(out).analyze(exam_case(heldout, 0))
+    findings = Engine(out).analyze(exam_case(heldout, 0), allow_missing=True)  # cohort exams may lack phases
     assert findings.exam.final_class in ("HH", "OBHT", "HB", "OMHT")
     assert len(findings.composites) == 3
     assert findings.bundle["name"] == m["name"]

@@ -1,0 +1,79 @@
+"""The engine's exceptions, defined once (no torch, no Qt); each carries the CLI exit code it maps to."""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Anything the engine refuses or fails at; the message says why in one line."""
+
+    exit_code = 1
+
+
+class AnalysisError(EngineError, ValueError):
+    """The case cannot be analysed as it is (kept a ValueError: older callers catch that)."""
+
+    exit_code = 2
+
+
+class MissingPhasesError(AnalysisError):
+    """The exam lacks phases and missing phases were not allowed."""
+
+    exit_code = 3
+
+
+class PhaseMatchError(AnalysisError):
+    """The phases share no z range (or are not parallel), so they cannot be matched by position."""
+
+    exit_code = 4
+
+
+class BundleError(EngineError, ValueError):
+    """A bundle that cannot be used; the message names the folder or file and the reason."""
+
+    exit_code = 5
+
+
+class IntensityError(AnalysisError):
+    """The pixels cannot be converted to what the bundle takes (windowed exports without a window)."""
+
+    exit_code = 6
+
+
+class AutoPickError(AnalysisError):
+    """Automatic picking found no lesion to centre the picks on."""
+
+    exit_code = 7
+
+
+class AnalysisCancelled(EngineError):
+    """The caller's cancel() returned True; the case was left as it was."""
+
+    exit_code = 130
+
+
+class EngineDied(EngineError):
+    """The engine process ended during a job, or could not start."""
+
+    exit_code = 8
+
+
+ERRORS: dict[str, type[EngineError]] = {
+    cls.__name__: cls
+    for cls in (
+        EngineError,
+        AnalysisError,
+        MissingPhasesError,
+        PhaseMatchError,
+        BundleError,
+        IntensityError,
+        AutoPickError,
+        AnalysisCancelled,
+        EngineDied,
+    )
+}
+
+
+def error_from_reply(type_name: str, message: str) -> EngineError:
+    """The exception a reply names (a class of this module); an unknown name becomes a plain EngineError."""
+    cls = ERRORS.get(type_name, EngineError)
+    return cls(message)
