@@ -13,6 +13,7 @@ import torch
 
 from liverview.engine.bundle import Bundle, load_bundle
 from liverview.engine.compat import check_case, intensity_check, missing_phases
+from liverview.engine.default_bundle import default_bundle_dir
 from liverview.engine.detection import ai_boxes, phase_boxes, run_detector, to_detections
 from liverview.engine.diagnosis import Classifier, StageResult, attribution_fractions, load_classifier, run_stage
 from liverview.engine.errors import AnalysisCancelled, AnalysisError, BundleError  # noqa: F401 - AnalysisCancelled: old import path
@@ -35,14 +36,6 @@ Progress = Callable[[float, str], None]
 Cancel = Callable[[], bool]
 
 BRANCHES = ("benign", "malignant")
-
-
-def default_bundle_dir() -> Path:
-    """resources/models/default next to the liverview package (LIVERVIEW_BUNDLE overrides)."""
-    env = os.environ.get("LIVERVIEW_BUNDLE")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "resources" / "models" / "default"
 
 
 def bundle_windows(manifest: dict) -> dict[str, tuple[float, float]]:
