@@ -8,6 +8,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
 from pydicom.pixels import apply_modality_lut
 from pydicom.sequence import Sequence
 from pydicom.uid import EnhancedCTImageStorage, ExplicitVRLittleEndian, RLELossless, generate_uid
@@ -210,14 +211,102 @@ def test_phases_that_do_not_overlap_are_reported(tmp_path, series_writer):
     assert any("phases A and V do not overlap" in p for p in load.problems)
 
 
-def test_scan_reads_no_pixels(tmp_path, exam_writer, monkeypatch):
-    exam_writer(tmp_path)
-    import liverview.io.pixels as px
+# 128 x 128 16-bit pixels are 32 KiB a file, twice the quick header reader's 16 KiB chunk: a header
+# read stops short of the last pixel byte, and any decode (readinto, np.fromfile, pydicom) reads it.
+_BIG = {"rows": 128, "cols": 128}
 
-    def boom(*a, **k):
-        raise AssertionError("scan decoded pixels")
 
-    monkeypatch.setattr(px.pydicom.pixels, "pixel_array", boom)
-    monkeypatch.setattr(px.np, "fromfile", boom)
+class _ReadTracker:
+    """A file object that records how far into the file anything was read."""
+
+    def __init__(self, fp, reached: dict) -> None:
+        self._fp, self._reached = fp, reached
+
+    def _note(self, result):
+        name = getattr(self._fp, "name", None)
+        if isinstance(name, str):
+            self._reached[name] = max(self._reached.get(name, 0), self._fp.tell())
+        return result
+
+    def read(self, *a):
+        return self._note(self._fp.read(*a))
+
+    def readinto(self, b):
+        return self._note(self._fp.readinto(b))
+
+    def read1(self, *a):
+        return self._note(self._fp.read1(*a))
+
+    def readinto1(self, b):
+        return self._note(self._fp.readinto1(b))
+
+    def readline(self, *a):
+        return self._note(self._fp.readline(*a))
+
+    def __iter__(self):
+        return iter(self.readline, b"")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._fp.close()
+
+    def __getattr__(self, name):
+        return getattr(self._fp, name)
+
+
+def test_scan_reads_no_pixel_bytes(tmp_path, exam_writer, monkeypatch):
+    import builtins
+    import io
+
+    exam_writer(tmp_path, n=3, **_BIG)
+    sizes = {str(p): p.stat().st_size for p in tmp_path.rglob("*.dcm")}
+    reached: dict[str, int] = {}
+    real_open = io.open
+
+    def tracked_open(file, mode="r", *a, **k):
+        fp = real_open(file, mode, *a, **k)
+        return _ReadTracker(fp, reached) if "b" in mode and "r" in mode else fp
+
+    def no_fromfile(*a, **k):
+        raise AssertionError("scan read pixels with np.fromfile")
+
+    monkeypatch.setattr(builtins, "open", tracked_open)
+    monkeypatch.setattr(io, "open", tracked_open)
+    monkeypatch.setattr(np, "fromfile", no_fromfile)
+    monkeypatch.setattr(np, "memmap", no_fromfile)
     result = scan(tmp_path)
-    assert len(result.series) == 4
+    monkeypatch.undo()
+    assert len(result.series) == 4 and not result.all_problems()
+    headers = {h.path: h for s in result.series for h in s.headers}
+    assert set(headers) == set(sizes) and set(reached) == set(sizes)
+    for path, size in sizes.items():
+        h = headers[path]
+        assert h.pixel_offset + h.pixel_length == size  # the pixels are the file's last bytes
+        assert reached[path] < size, f"scan read {path} to its last pixel byte"
+    # the same exam decoded: the tracker sees the pixel bytes read (so it can see a scan that does)
+    reached.clear()
+    monkeypatch.setattr(builtins, "open", tracked_open)
+    monkeypatch.setattr(io, "open", tracked_open)
+    load_exam(tmp_path)
+    monkeypatch.undo()
+    assert all(reached.get(p) == size for p, size in sizes.items())
+
+
+def test_scan_succeeds_on_pixel_data_that_cannot_be_decoded(tmp_path, exam_writer):
+    """RLE fragments garbled after writing: the headers are intact, the pixels are unreadable.
+    The scan offers the four phases without a problem; only decoding finds the damage."""
+    exam_writer(tmp_path, n=3)
+    for p in tmp_path.rglob("*.dcm"):
+        ds = pydicom.dcmread(p)
+        ds.compress(RLELossless)
+        # an RLE header that claims 200 segments (at most 15 are allowed), the rest noise
+        frame = np.uint32(200).tobytes() + bytes(range(60)) + b"\xa5" * 256
+        ds.PixelData = encapsulate([frame])
+        ds.save_as(p)
+    result = scan(tmp_path)
+    assert len(result.series) == 4 and not result.all_problems()
+    assert {s.guess.phase for s in result.series} == {"P", "A", "V", "D"}
+    load = load_exam(tmp_path)
+    assert sum("could not be decoded" in p for p in load.problems) == 4, load.problems
