@@ -11,7 +11,7 @@ printed too. Runs are interleaved; medians count. Printed targets:
     analyze_wall: whole Engine.analyze <= 1.5 s
     analyze: engine wall time / bare network passes <= 1.3   (the last line)
 
-Bundle: resources/models/default when present, else a random bundle of the intended default
+Bundle: liverview/resources/models/default when present, else a random bundle of the intended default
 configuration (YOLOv8n at 256 px detector input, ResNet18 classifiers at 128 px).
 Exam: liverview.phantom.render_exam (512 x 512, its truth picks) when available, else synthetic 512 x 512 volumes.
 
@@ -88,7 +88,7 @@ def make_case(matrix: int):
 def bundle_dir(arg: str | None, tmp: Path) -> tuple[Path, str]:
     if arg:
         return Path(arg), f"bundle {arg}"
-    default = ROOT / "resources" / "models" / "default"
+    default = ROOT / "liverview" / "resources" / "models" / "default"
     if (default / "manifest.json").is_file():
         return default, f"default bundle {default}"
     from liverview.engine.bundle import make_random_bundle
@@ -137,7 +137,7 @@ def bare_passes(engine, case, findings) -> tuple[float, float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bundle", help="bundle folder (default: resources/models/default, else a random default-config bundle)")
+    ap.add_argument("--bundle", help="bundle folder (default: liverview/resources/models/default, else a random default-config bundle)")
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--matrix", type=int, default=512, help="exam matrix (phantom or synthetic)")
     args = ap.parse_args()

@@ -15,7 +15,7 @@ COMMANDS = {
     "export": ("training.commands.export", "assemble trained runs into an engine model bundle"),
     "evaluate": ("training.commands.evaluate", "evaluate a model bundle on a cohort (metrics, CIs, ROC curves)"),
     "ablate": ("training.commands.ablate", "the paper's ablations as tables and plots"),
-    "build-weights": ("training.commands.build_weights", "the seeded recipe that builds resources/models/default"),
+    "build-weights": ("training.commands.build_weights", "the seeded recipe that builds liverview/resources/models/default"),
 }
 
 

@@ -1,4 +1,4 @@
-"""The one seeded recipe behind resources/models/default: phantom cohorts, detector, three classifiers, evaluation.
+"""The one seeded recipe behind liverview/resources/models/default: phantom cohorts, detector, three classifiers, evaluation.
 
 Steps are cached in a work folder (cohorts, splits, runs), so an interrupted build picks up
 where it stopped. The bundle's manifest carries the metrics of the held-out >= 200-patient
@@ -33,7 +33,7 @@ from training.splits import check_cohorts_disjoint, save_splits, stratified_spli
 EQUAL_MIX = {"HH": 1, "OBHT": 1, "HB": 1, "OMHT": 1}
 # The issue's targets on the held-out cohort (the paper's reported values are the floor, not the goal).
 TARGETS = {"detection mAP@0.40": 0.90, "stage1 AUC": 0.99, "benign AUC": 0.95, "malignant AUC": 0.98}
-COMMAND = "python -m training build-weights --out resources/models/default"
+COMMAND = "python -m training build-weights --out liverview/resources/models/default"
 
 
 @dataclass

@@ -21,7 +21,7 @@ PROG = "liverview analyze"
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("exam", help="exam to analyse: DICOM folder, DICOMDIR, zip, or PACS image export")
-    parser.add_argument("--bundle", metavar="DIR", help="model bundle folder (default: resources/models/default)")
+    parser.add_argument("--bundle", metavar="DIR", help="model bundle folder (default: liverview/resources/models/default)")
     parser.add_argument(
         "--picks",
         default=None,

@@ -9,7 +9,7 @@ from training.recipe import full_recipe, quick_recipe
 
 
 def configure(p) -> None:
-    p.add_argument("--out", default="resources/models/default", help="bundle folder to write (default resources/models/default)")
+    p.add_argument("--out", default="liverview/resources/models/default", help="bundle folder to write (default liverview/resources/models/default)")
     p.add_argument("--work", help="folder for cohorts, runs and evaluations (default build/training/<recipe>)")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda ...")
     p.add_argument("--quick", action="store_true", help="tiny cohorts and few epochs: checks the pipeline in minutes")
