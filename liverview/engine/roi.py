@@ -6,35 +6,15 @@ it saw in training.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from liverview.findings.cam import RoiSquare
+
 Rect = tuple[float, float, float, float]
-
-
-@dataclass(frozen=True)
-class RoiSquare:
-    """The whole-pixel square (composite pixel coordinates; x0/y0 may be negative) resized to the input."""
-
-    x0: float
-    y0: float
-    side: float
-    size: int  # classifier input size in pixels
-
-    def to_input(self, x: float, y: float) -> tuple[float, float]:
-        k = self.size / self.side
-        return ((x - self.x0) * k, (y - self.y0) * k)
-
-    def to_composite(self, u: float, v: float) -> tuple[float, float]:
-        k = self.side / self.size
-        return (self.x0 + u * k, self.y0 + v * k)
-
-    def as_list(self) -> list[float]:
-        return [round(self.x0, 3), round(self.y0, 3), round(self.side, 3)]
 
 
 def expand_box(box: Rect, margin: float, shape: tuple[int, int] | None = None) -> Rect:
