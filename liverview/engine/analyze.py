@@ -17,8 +17,11 @@ from liverview.engine.default_bundle import default_bundle_dir
 from liverview.engine.detection import ai_boxes, phase_boxes, run_detector, to_detections
 from liverview.engine.diagnosis import Classifier, StageResult, attribution_fractions, load_classifier, run_stage
 from liverview.engine.errors import AnalysisCancelled, AnalysisError, BundleError  # noqa: F401 - AnalysisCancelled: old import path
-from liverview.engine.findings import (
+from liverview.engine.roi import classifier_input
+from liverview.engine.yolo import detector_from_state
+from liverview.findings import (
     CLASSES,
+    GROUPS,
     CompositeFinding,
     ExamFinding,
     Explanation,
@@ -26,16 +29,15 @@ from liverview.engine.findings import (
     grid_to_phase,
     square_to_grid,
 )
-from liverview.engine.roi import classifier_input
-from liverview.engine.yolo import detector_from_state
 from liverview.study.case import Case
 from liverview.study.composite import Composite, case_composites
+from liverview.study.inputs import analysis_inputs, inputs_digest
 from liverview.study.phases import PHASES
 
 Progress = Callable[[float, str], None]
 Cancel = Callable[[], bool]
 
-BRANCHES = ("benign", "malignant")
+BRANCHES = GROUPS
 
 
 def bundle_windows(manifest: dict) -> dict[str, tuple[float, float]]:
@@ -251,6 +253,7 @@ class Engine:
             exam=exam,
             notes=notes,
             timings=timings,
+            computed_from={"digest": inputs_digest(case), **analysis_inputs(case)},
         )
         step(1.0, "done")
         if apply:

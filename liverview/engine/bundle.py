@@ -20,13 +20,14 @@ from safetensors.torch import load as _st_load
 from safetensors.torch import save as _st_save
 
 from liverview.engine.errors import BundleError
+from liverview.findings.vocabulary import MODEL_CLASSES
 from liverview.study.atomic import write_bytes_atomic, write_json_atomic
 from liverview.study.phases import PHASES, WINDOWS
 
 MANIFEST = "manifest.json"
 TASK = "liver-tumor-two-stage"
 MODEL_KEYS = ("detector", "stage1", "benign", "malignant")
-CLASSES = {"stage1": ["benign", "malignant"], "benign": ["HH", "OBHT"], "malignant": ["HB", "OMHT"]}
+CLASSES = {k: list(v) for k, v in MODEL_CLASSES.items()}  # lists: compared with the manifest's JSON arrays
 INTENSITIES = ("HU", "windowed")
 WEIGHT_SUFFIX = ".safetensors"
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
