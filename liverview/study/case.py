@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -10,11 +11,50 @@ from typing import Any
 import numpy as np
 
 from liverview.study.events import Events
+from liverview.study.inputs import inputs_digest
 from liverview.study.phases import PHASES, check_phase
 from liverview.study.volume import Volume
 
 ORIGINS = ("user", "ai", "truth")
 MAX_PICKS = 3
+MAX_BOXES = 2000  # far more than a reader draws or the detector proposes; a case file with more is refused
+BOX_FIELDS = ("phase", "position", "x0", "y0", "x1", "y1", "origin", "author", "score", "accepted", "label", "id", "patient")
+
+
+def finite(value: Any, name: str) -> float:
+    """`value` as a float, or ValueError naming `name` when it is not a finite number (bools are not numbers)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name}: expected a number, got {_kind(value)}")
+    try:
+        out = float(value)
+    except OverflowError:
+        raise ValueError(f"{name}: {short(value)} is not a finite number") from None
+    if not math.isfinite(out):
+        raise ValueError(f"{name}: {out} is not a finite number")
+    return out
+
+
+def short(value: Any, limit: int = 40) -> str:
+    """repr(value) cut to `limit` characters, for messages about values read from a file."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _kind(value: Any) -> str:
+    """A short name for a value's JSON type, for messages that must not print the value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return type(value).__name__
 
 
 @dataclass
@@ -54,6 +94,9 @@ class Box:
     """A lesion rectangle on one slice of one phase, in pixel (col, row) coordinates.
 
     `patient` holds the two corners in patient space (LPS mm) when the volume is known.
+    Coordinates must be finite; corners are sorted, and edges left of or above the image
+    (a LabelMe rectangle drawn past the border) are clamped to 0, so that every box a case
+    holds is one a case file may contain.
     """
 
     phase: str
@@ -74,8 +117,12 @@ class Box:
         check_phase(self.phase)
         if self.origin not in ORIGINS:
             raise ValueError(f"box origin must be one of {ORIGINS}, got {self.origin!r}")
-        self.x0, self.x1 = sorted((float(self.x0), float(self.x1)))
-        self.y0, self.y1 = sorted((float(self.y0), float(self.y1)))
+        self.position = finite(self.position, "position")
+        x0, y0, x1, y1 = (max(0.0, finite(getattr(self, k), k)) for k in ("x0", "y0", "x1", "y1"))
+        self.x0, self.x1 = sorted((x0, x1))
+        self.y0, self.y1 = sorted((y0, y1))
+        if self.score is not None:
+            self.score = finite(self.score, "score")
 
     @property
     def rect(self) -> tuple[float, float, float, float]:
@@ -206,6 +253,8 @@ class Case:
 
     # ---- boxes ----------------------------------------------------------------------
     def add_box(self, box: Box) -> Box:
+        if len(self.boxes) >= MAX_BOXES:
+            raise ValueError(f"a case holds at most {MAX_BOXES} boxes")
         self._checkpoint()
         self.boxes.append(self._with_patient(box))
         self.events.emit("boxes", phase=box.phase, box_id=box.id)
@@ -231,8 +280,11 @@ class Case:
 
     def replace_boxes(self, origin: str, boxes: list[Box]) -> None:
         """Drop every box of `origin` and add `boxes` (e.g. fresh AI detections) as one step."""
+        kept = [b for b in self.boxes if b.origin != origin]
+        if len(kept) + len(boxes) > MAX_BOXES:
+            raise ValueError(f"a case holds at most {MAX_BOXES} boxes, got {len(kept) + len(boxes)}")
         self._checkpoint()
-        self.boxes = [b for b in self.boxes if b.origin != origin] + [self._with_patient(b) for b in boxes]
+        self.boxes = kept + [self._with_patient(b) for b in boxes]
         self.events.emit("boxes", phase=None, box_id=None)
 
     def box(self, box_id: str) -> Box:
@@ -265,6 +317,22 @@ class Case:
         self.reads.append(dict(read))
         self.events.emit("reads")
 
+    @property
+    def findings_stale(self) -> bool:
+        """True when the findings were not computed from what the case holds now.
+
+        Findings record the digest of their inputs in `computed_from` (the phase series,
+        the picks and the reader's boxes, see liverview.study.inputs). Findings without that
+        record (files from before it existed) cannot be shown to match, so they count as
+        stale: the safe answer is "run the analysis again", never "these are current".
+        False when there are no findings.
+        """
+        if self.findings is None:
+            return False
+        made_from = self.findings.get("computed_from") if isinstance(self.findings, dict) else None
+        digest = made_from.get("digest") if isinstance(made_from, dict) else None
+        return not isinstance(digest, str) or digest != inputs_digest(self)
+
     # ---- serialisation --------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         study = self.study
@@ -282,23 +350,88 @@ class Case:
             "picks": copy.deepcopy(self.picks),
             "boxes": [asdict(b) for b in self.boxes],
             "findings": copy.deepcopy(self.findings),
+            "findings_stale": self.findings_stale,
             "reads": copy.deepcopy(self.reads),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], study: Study | None = None) -> "Case":
-        case = cls(study=study, case_id=str(data.get("case_id", "")))
-        picks = data.get("picks") or {}
-        for phase, positions in picks.items():
-            check_phase(phase)
-            case.picks[phase] = sorted(float(p) for p in positions)[:MAX_PICKS]
-        case.boxes = [Box(**b) for b in data.get("boxes") or []]
-        case.findings = data.get("findings")
-        case.reads = list(data.get("reads") or [])
+        """The case a `to_dict` mapping describes; ValueError naming the field when it is malformed.
+
+        `findings_stale` is not read back: it is worked out again from the findings and the
+        case. `study` (the open exam) gives the boxes their patient coordinates.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"case: expected an object, got {_kind(data)}")
+        case_id = data.get("case_id", "")
+        if not isinstance(case_id, str):
+            raise ValueError(f"case_id: expected a string, got {_kind(case_id)}")
+        case = cls(study=study, case_id=case_id)
+        picks = data.get("picks")
+        if picks is not None and not isinstance(picks, dict):
+            raise ValueError(f"picks: expected an object (phase -> slice positions), got {_kind(picks)}")
+        for phase, positions in (picks or {}).items():
+            if phase not in PHASES:
+                raise ValueError(f"picks: unknown phase {short(phase)}: expected one of {', '.join(PHASES)}")
+            if not isinstance(positions, list):
+                raise ValueError(f"picks.{phase}: expected an array of slice positions, got {_kind(positions)}")
+            if len(positions) > MAX_PICKS:
+                raise ValueError(f"picks.{phase}: at most {MAX_PICKS} picks, got {len(positions)}")
+            case.picks[phase] = sorted(finite(p, f"picks.{phase}[{i}]") for i, p in enumerate(positions))
+        boxes = data.get("boxes")
+        if boxes is not None and not isinstance(boxes, list):
+            raise ValueError(f"boxes: expected an array, got {_kind(boxes)}")
+        if boxes and len(boxes) > MAX_BOXES:
+            raise ValueError(f"boxes: {len(boxes)} boxes, at most {MAX_BOXES}")
+        case.boxes = [_box_from_dict(b, f"boxes[{i}]") for i, b in enumerate(boxes or [])]
+        findings = data.get("findings")
+        if findings is not None and not isinstance(findings, dict):
+            raise ValueError(f"findings: expected an object or null, got {_kind(findings)}")
+        case.findings = findings
+        reads = data.get("reads")
+        if reads is not None and not isinstance(reads, list):
+            raise ValueError(f"reads: expected an array, got {_kind(reads)}")
+        for i, read in enumerate(reads or []):
+            if not isinstance(read, dict):
+                raise ValueError(f"reads[{i}]: expected an object, got {_kind(read)}")
+        case.reads = [dict(r) for r in reads or []]
         if study is not None:
             for b in case.boxes:
                 case._with_patient(b)
         return case
+
+
+def _box_from_dict(data: Any, name: str) -> Box:
+    """A Box from its to_dict mapping; ValueError naming `name` and the field when it is malformed."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{name}: expected an object, got {_kind(data)}")
+    unknown = sorted(str(k) for k in data if k not in BOX_FIELDS)
+    if unknown:
+        raise ValueError(f"{name}: unknown field {short(unknown[0])}")
+    missing = [k for k in ("phase", "position", "x0", "y0", "x1", "y1") if k not in data]
+    if missing:
+        raise ValueError(f"{name}.{missing[0]}: missing")
+    kwargs = dict(data)
+    for key in ("phase", "origin", "author", "label", "id"):
+        if key in kwargs and not isinstance(kwargs[key], str):
+            raise ValueError(f"{name}.{key}: expected a string, got {_kind(kwargs[key])}")
+    if "accepted" in kwargs and not isinstance(kwargs["accepted"], bool):
+        raise ValueError(f"{name}.accepted: expected true or false, got {_kind(kwargs['accepted'])}")
+    for key in ("position", "x0", "y0", "x1", "y1"):
+        kwargs[key] = finite(kwargs[key], f"{name}.{key}")
+    if kwargs.get("score") is not None:
+        kwargs["score"] = finite(kwargs["score"], f"{name}.score")
+    patient = kwargs.get("patient")
+    if patient is not None:
+        if not (isinstance(patient, list) and len(patient) == 2
+                and all(isinstance(c, list) and len(c) == 3 for c in patient)):
+            raise ValueError(f"{name}.patient: expected null or two [x, y, z] corners")
+        kwargs["patient"] = [[finite(v, f"{name}.patient[{i}][{j}]") for j, v in enumerate(c)] for i, c in enumerate(patient)]
+    if kwargs["phase"] not in PHASES:
+        raise ValueError(f"{name}.phase: unknown phase {short(kwargs['phase'])}: expected one of {', '.join(PHASES)}")
+    if kwargs.get("origin", "user") not in ORIGINS:
+        raise ValueError(f"{name}.origin: {short(kwargs['origin'])} is not one of {', '.join(ORIGINS)}")
+    return Box(**kwargs)
 
 
 def nearest_positions(volume: Volume, positions: list[float]) -> list[float]:
