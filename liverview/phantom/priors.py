@@ -7,15 +7,9 @@ from typing import Mapping
 
 import numpy as np
 
-CLASSES: tuple[str, ...] = ("HH", "OBHT", "HB", "OMHT")
-GROUP: dict[str, str] = {"HH": "benign", "OBHT": "benign", "HB": "malignant", "OMHT": "malignant"}
-MEMBERS: dict[str, tuple[str, ...]] = {
-    "HH": ("HH",),
-    "OBHT": ("IHH", "FNH", "HMH"),
-    "HB": ("HB",),
-    "OMHT": ("UESL", "HCC"),
-}
-MEMBER_CLASS: dict[str, str] = {m: c for c, ms in MEMBERS.items() for m in ms}
+from liverview.findings.vocabulary import CLASSES, GROUP_OF, MEMBER_CLASS, MEMBERS
+
+GROUP = GROUP_OF  # the name phantom code and truth files use
 MEMBER_WEIGHTS: dict[str, tuple[float, ...]] = {
     "HH": (1.0,),
     "OBHT": (0.40, 0.35, 0.25),

@@ -1,21 +1,19 @@
 """Grad-CAM overlays from stored findings: decode each map once, colour it, place it on every phase's slice.
 
-Decoding uses numpy only (the format of liverview.engine.findings: 8-bit map on the
+Decoding and resampling come from liverview.findings.cam (numpy only: 8-bit map on the
 classifier's ROI square, zlib + base64), so the GUI process never imports torch.
 """
 
 from __future__ import annotations
 
-import base64
-import zlib
-from typing import Any, Callable
-
-
 import sys
+from typing import Any, Callable
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtGui import QImage
+
+from liverview.findings.cam import decode_map, resize
 
 COLORMAPS = ("turbo", "inferno", "viridis", "CET-R4")
 STAGES = ("stage1", "stage2")
@@ -24,23 +22,9 @@ MAX_SIDE = 512  # CAMs are upsampled (bilinear, once) to their size on the slice
 FLOOR = 0.15  # CAM values below this are drawn fully transparent
 
 
-def decode_map(d: dict[str, Any]) -> np.ndarray:
-    """The map of an encoded CAM as float32 in [0, 1]."""
-    if d.get("encoding") != "uint8/255,zlib,base64":
-        raise ValueError(f"unknown CAM encoding {d.get('encoding')!r}")
-    raw = zlib.decompress(base64.b64decode(d["data"]))
-    return np.frombuffer(raw, dtype=np.uint8).reshape(d["shape"]).astype(np.float32) / 255.0
-
-
 def upsample(a: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear resize of a square map to size x size, pixel edges aligned (numpy only)."""
-    n = a.shape[0]
-    x = np.clip((np.arange(size) + 0.5) * n / size - 0.5, 0.0, n - 1.0)
-    i0 = np.floor(x).astype(int)
-    i1 = np.minimum(i0 + 1, n - 1)
-    f = (x - i0).astype(np.float32)
-    rows = a[i0] * (1.0 - f)[:, None] + a[i1] * f[:, None]
-    return rows[:, i0] * (1.0 - f)[None, :] + rows[:, i1] * f[None, :]
+    """Bilinear resize of a square map to size x size, pixel edges aligned."""
+    return resize(a, (size, size))
 
 
 def colorize(cam: np.ndarray, cmap: str) -> np.ndarray:
