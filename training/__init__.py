@@ -1,1 +1,1 @@
-"""Builds liverview's weights: PKCP-MixUp datasets, training, evaluation with CIs, ablations, bundle export."""
+"""Builds and evaluates the bundled model weights on the synthetic phantom (PKCP-MixUp, CIs, ablations); the viewer never imports it."""
