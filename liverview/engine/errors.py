@@ -45,6 +45,10 @@ class AutoPickError(AnalysisError):
     exit_code = 7
 
 
+class NoPicksError(AnalysisError):
+    """No slice is picked yet: pick three per phase, or let automatic picking do it."""
+
+
 class AnalysisCancelled(EngineError):
     """The caller's cancel() returned True; the case was left as it was."""
 
@@ -67,10 +71,19 @@ ERRORS: dict[str, type[EngineError]] = {
         BundleError,
         IntensityError,
         AutoPickError,
+        NoPicksError,
         AnalysisCancelled,
         EngineDied,
     )
 }
+
+
+def error_name(exc: BaseException) -> str:
+    """The name a reply carries for `exc`: its nearest class in ERRORS (EngineError for anything else)."""
+    for cls in type(exc).__mro__:
+        if ERRORS.get(cls.__name__) is cls:
+            return cls.__name__
+    return EngineError.__name__
 
 
 def error_from_reply(type_name: str, message: str) -> EngineError:

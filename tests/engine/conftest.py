@@ -149,3 +149,38 @@ def write_exam():
 def four_phase_exam(tmp_path_factory):
     """A tiny four-phase DICOM exam (12 slices of 64 x 80 per phase), written once."""
     return write_dicom_exam(tmp_path_factory.mktemp("exam") / "four", make_study())
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory):
+    """The smallest random bundle (32 px classifiers, one block per ResNet stage): fast to load in a fresh process."""
+    from liverview.engine.bundle import make_random_bundle
+
+    folder = tmp_path_factory.mktemp("bundle") / "tiny"
+    make_random_bundle(folder, input_size=32, det_input_size=64, arch_args={"layers": [1, 1, 1, 1]})
+    return folder
+
+
+def _synthetic_study(n_slices=12, size=48, phases=("P", "A", "V", "D"), uid="1.2.826.0.1.77"):
+    """A bright disc ("lesion") in noise on every phase, in the middle third of the slices."""
+    from liverview.study.case import PhaseSource
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:size, :size]
+    disc = (xx - size * 0.6) ** 2 + (yy - size * 0.4) ** 2 < (size * 0.12) ** 2
+    volumes, sources = {}, {}
+    for i, p in enumerate(phases):
+        px = rng.normal(40.0, 10.0, (n_slices, size, size)).astype(np.float32)
+        for k in range(n_slices // 3, 2 * n_slices // 3):
+            px[k][disc] += 100.0 + 20 * i
+        affine = np.diag([0.8, 0.8, 2.0, 1.0])
+        affine[:3, 3] = [-25.0, -25.0, -20.0]
+        volumes[p] = Volume(px, affine, series_uid=f"{uid}.{i}", description=f"series {p}")
+        sources[p] = PhaseSource(series_uid=f"{uid}.{i}", description=f"series {p}", evidence=["test"], confidence=1.0)
+    return Study(volumes=volumes, sources=sources, study_uid=uid, patient_id="TEST", path="/nonexistent/test")
+
+
+@pytest.fixture
+def synthetic_study():
+    """Factory: synthetic_study(n_slices=12, size=48, phases=...) -> a small Study with a bright lesion."""
+    return _synthetic_study
