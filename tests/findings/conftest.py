@@ -1,0 +1,65 @@
+"""Findings fixtures: a tiny random bundle, a synthetic four-phase case, and one real analysis of it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from liverview.study.case import Box, Case, Study
+from liverview.study.volume import Volume
+
+
+def make_volume(n=10, h=48, w=56, phase_hu=110.0, seed=0):
+    """A 'liver' block with a round hypodense lesion in slices 3..7, HU, LPS geometry."""
+    rng = np.random.default_rng(seed)
+    px = np.full((n, h, w), -100.0, dtype=np.float32)
+    px[:, 6 : h - 6, 4 : w - 4] = phase_hu
+    yy, xx = np.mgrid[0:h, 0:w]
+    disc = (yy - 22) ** 2 + (xx - 30) ** 2 <= 7**2
+    px[3:8, disc] = 40.0
+    px += rng.normal(0, 8, px.shape).astype(np.float32)
+    affine = np.diag([0.7, 0.7, 2.5, 1.0])
+    affine[:3, 3] = (-20.0, -30.0, 0.0)
+    return Volume(px, affine)
+
+
+def _make_case(user_box: bool = False) -> Case:
+    hu = {"P": 55.0, "A": 70.0, "V": 110.0, "D": 90.0}
+    study = Study(volumes={p: make_volume(phase_hu=v, seed=i) for i, (p, v) in enumerate(hu.items())},
+                  study_uid="1.2.3", patient_id="TEST")
+    case = Case(study)
+    for p, vol in study.volumes.items():
+        picks = [vol.position_of(k) for k in (4, 5, 6)]
+        case.set_picks(p, picks)
+        if user_box:
+            for z in picks:
+                case.add_box(Box(p, z, 22, 14, 38, 30, origin="user"))
+    return case
+
+
+@pytest.fixture
+def make_case():
+    """Factory: make_case(user_box=False) -> a synthetic four-phase Case with three picks per phase."""
+    return _make_case
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory):
+    """A randomly initialised bundle small enough to analyse in about a second."""
+    import torch
+
+    from liverview.engine.bundle import make_random_bundle
+
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("bundle") / "tiny"
+    make_random_bundle(folder, input_size=32, det_input_size=64, arch_args={"layers": [1, 1, 1, 1]})
+    return folder
+
+
+@pytest.fixture(scope="session")
+def analysed(tiny_bundle):
+    """(case, Findings) of a real analysis with the tiny bundle; a user box on every pick."""
+    from liverview.engine.analyze import Engine
+
+    case = _make_case(user_box=True)
+    return case, Engine(tiny_bundle).analyze(case, apply=False)
