@@ -19,6 +19,7 @@ import torch
 from liverview.engine.bundle import load_bundle
 from liverview.engine.diagnosis import load_classifier
 from liverview.engine.roi import classifier_input
+from liverview.findings.vocabulary import CLASSES_OF
 from liverview.study.phases import PHASES
 
 from training.cohort import Cohort
@@ -133,7 +134,7 @@ def _two_stage_calls(run: dict, threshold: float) -> tuple[list, list]:
     s1 = run["probs"]["stage1"]["detected"]
     ids, p1 = exam_average(run["exams"], s1)
     calls = {}
-    for branch, names in (("benign", ("HH", "OBHT")), ("malignant", ("HB", "OMHT"))):
+    for branch, names in CLASSES_OF.items():
         _, p2 = exam_average(run["exams"], run["probs"][branch]["detected"])
         for e, a, b in zip(ids, p1[:, 1], p2[:, 1]):
             if (a >= threshold) == (branch == "malignant"):

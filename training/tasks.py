@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-CLASSES: tuple[str, ...] = ("HH", "OBHT", "HB", "OMHT")
-GROUP: dict[str, str] = {"HH": "benign", "OBHT": "benign", "HB": "malignant", "OMHT": "malignant"}
+from liverview.findings.vocabulary import CLASSES, GROUP_OF, MODEL_CLASSES
+
+GROUP = GROUP_OF
 # PKCP expands these to every cross-phase combination (K^P); the others get K depth-consistent ones.
 MINORITY: tuple[str, ...] = ("OBHT", "OMHT")
 
@@ -30,12 +31,14 @@ class Task:
 TASKS: dict[str, Task] = {
     "stage1": Task(
         "stage1",
-        ("benign", "malignant"),
-        {"HH": 0, "OBHT": 0, "HB": 1, "OMHT": 1},
+        MODEL_CLASSES["stage1"],
+        {c: MODEL_CLASSES["stage1"].index(GROUP_OF[c]) for c in CLASSES},
         "stage 1: benign (HH+OBHT) vs malignant (HB+OMHT)",
     ),
-    "benign": Task("benign", ("HH", "OBHT"), {"HH": 0, "OBHT": 1}, "benign subtype: HH vs OBHT"),
-    "malignant": Task("malignant", ("HB", "OMHT"), {"HB": 0, "OMHT": 1}, "malignant subtype: HB vs OMHT"),
+    "benign": Task("benign", MODEL_CLASSES["benign"], {c: i for i, c in enumerate(MODEL_CLASSES["benign"])},
+                   "benign subtype: HH vs OBHT"),
+    "malignant": Task("malignant", MODEL_CLASSES["malignant"], {c: i for i, c in enumerate(MODEL_CLASSES["malignant"])},
+                      "malignant subtype: HB vs OMHT"),
     "onestep": Task("onestep", CLASSES, {c: i for i, c in enumerate(CLASSES)}, "one-step 4-class baseline"),
 }
 
