@@ -1,8 +1,12 @@
 """One classifier stage: probabilities, and in the same forward pass Grad-CAM and per-phase attribution.
 
-With `explain`, pytorch-grad-cam runs the forward pass (its outputs are the probabilities),
-back-propagates the predicted class's logit once, and that single backward pass gives both
-the CAM (target-layer gradients) and gradient x input per channel (the input gradient).
+With `explain`, one forward pass gives the probabilities, the predicted class's logit is
+back-propagated once, and that single backward pass gives both the CAM (target-layer
+gradients) and gradient x input per channel (the input gradient).
+
+Grad-CAM is computed here over two torch hooks, step for step as pytorch-grad-cam's GradCAM
+(1.5) does it, because importing that package pulls in every CAM variant with torchvision
+transforms, scikit-learn and ttach: seconds of the engine's start-up for one weighted sum.
 """
 
 from __future__ import annotations
@@ -10,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import cv2
 import numpy as np
 import torch
-from pytorch_grad_cam import GradCAM
 from torch import nn
 
 from liverview.engine.bundle import Bundle, BundleError
@@ -116,16 +120,63 @@ def run_stage(clf: Classifier, x_unit: torch.Tensor, explain: bool, threshold: f
         return StageResult(torch.softmax(logits.float(), dim=-1).numpy())
     xn = clf.normalise(x_unit).detach().requires_grad_(True)
     targets = [_PredictedClass(threshold) for _ in range(xn.shape[0])]
-    cam = GradCAM(model=clf.net, target_layers=[clf.layer], reshape_transform=clf.reshape)
-    try:
-        maps = cam(input_tensor=xn, targets=targets)
-        logits = cam.outputs.detach()
-    finally:
-        cam.activations_and_grads.release()
+    maps, logits = grad_cam(clf.net, clf.layer, clf.reshape, xn, targets)
     probs = torch.softmax(logits.float(), dim=-1).numpy()
     # d logit / d x_unit = (d logit / d x_norm) / std; masked (zero) pixels and missing phases add nothing.
     contrib = (xn.grad / clf.std * x_unit).abs().sum(dim=(2, 3)).double().numpy()
     return StageResult(probs, [t.chosen for t in targets], np.asarray(maps, dtype=np.float32), contrib)
+
+
+def _scale_maps(cams: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Each map shifted to min 0, divided by (1e-7 + max), optionally resized to `size` (width, height) bilinearly."""
+    out = []
+    for img in cams:
+        img = img - np.min(img)
+        img = img / (1e-7 + np.max(img))
+        if size is not None:
+            img = cv2.resize(np.float32(img), size)
+        out.append(img)
+    return np.float32(out)
+
+
+def grad_cam(
+    net: nn.Module,
+    layer: nn.Module,
+    reshape: Callable[[torch.Tensor], torch.Tensor] | None,
+    x: torch.Tensor,
+    targets: list[Callable[[torch.Tensor], torch.Tensor]],
+) -> tuple[np.ndarray, torch.Tensor]:
+    """Grad-CAM on `layer` of each sample's target (a function of its logits): ((B, H, W) maps in [0, 1], logits).
+
+    `x` must require grad; its .grad holds d(sum of targets)/dx afterwards.
+    """
+    activations: list[torch.Tensor] = []
+    gradients: list[torch.Tensor] = []
+
+    def keep(t: torch.Tensor) -> torch.Tensor:
+        return (reshape(t) if reshape is not None else t).cpu().detach()
+
+    def hook(module, inputs, output) -> None:
+        activations.append(keep(output))
+        if getattr(output, "requires_grad", False):
+            output.register_hook(lambda grad: gradients.insert(0, keep(grad)))
+
+    net.eval()
+    handle = layer.register_forward_hook(hook)
+    try:
+        logits = net(x.to(next(net.parameters()).device))
+        net.zero_grad()
+        loss = sum([target(output) for target, output in zip(targets, logits)])
+        loss.backward()
+    finally:
+        handle.remove()
+    acts = activations[0].numpy()
+    grads = gradients[0].numpy()
+    weights = np.mean(grads, axis=(2, 3))
+    cam = np.maximum((weights[:, :, None, None] * acts).sum(axis=1), 0)
+    per_layer = _scale_maps(cam, (x.size(-1), x.size(-2)))[:, None, :]
+    maps = _scale_maps(np.mean(np.maximum(per_layer, 0), axis=1))
+    return maps, logits.detach()
 
 
 def attribution_fractions(contribution: np.ndarray, phases_used: tuple[str, ...]) -> dict[str, float]:
