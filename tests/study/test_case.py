@@ -133,7 +133,7 @@ def test_load_case_errors_name_the_file(tmp_path):
         load_case(newer)
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps({"schema": "liverview.case", "schema_version": 1, "boxes": [{"phase": "Q"}]}))
-    with pytest.raises(CaseFileError, match="wrong.json: bad case field"):
+    with pytest.raises(CaseFileError, match=r"wrong.json: boxes\[0\]: missing field position"):
         load_case(wrong)
 
 
