@@ -253,3 +253,28 @@ def test_local_engine_without_a_bundle_says_why(tmp_path):
     kind, error = rec.job_end(local.auto_pick())
     assert kind == "job_failed" and isinstance(error, BundleError)
     local.stop()
+
+
+@pytest.mark.parametrize("backbone,size", [("resnet18", 64), ("vit", 32)])
+def test_our_grad_cam_is_pytorch_grad_cams_exactly(backbone, size):
+    gc = pytest.importorskip("pytorch_grad_cam")
+    import numpy as np
+    import torch
+
+    from liverview.engine.diagnosis import _PredictedClass, grad_cam
+    from liverview.engine.networks import build_classifier, cam_reshape_transform, cam_target_layer
+
+    torch.manual_seed(1)
+    net = build_classifier(backbone, 2, 4, size, None).float().eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    layer, reshape = cam_target_layer(net, backbone), cam_reshape_transform(net, backbone)
+    x = torch.rand(3, 4, size, size, generator=torch.Generator().manual_seed(2))
+
+    xa = x.clone().requires_grad_(True)
+    ours, logits = grad_cam(net, layer, reshape, xa, [_PredictedClass(0.4) for _ in range(3)])
+    cam = gc.GradCAM(model=net, target_layers=[layer], reshape_transform=reshape)
+    xb = x.clone().requires_grad_(True)
+    theirs = cam(input_tensor=xb, targets=[_PredictedClass(0.4) for _ in range(3)])
+    cam.activations_and_grads.release()
+    assert np.array_equal(ours, theirs) and torch.equal(logits, cam.outputs.detach()) and torch.equal(xa.grad, xb.grad)
