@@ -16,14 +16,14 @@ import numpy as np
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from liverview.study.atomic import TEMP_GRACE_S, remove_interrupted_saves, write_bytes_atomic
+from liverview.study.atomic import remove_interrupted_saves, write_bytes_atomic
 from liverview.study.case import MAX_BOXES, MAX_PICKS, ORIGINS, Case, Study, short
 from liverview.study.phases import PHASES
 from liverview.study.volume import HU, WINDOWED
 
 __all__ = [
     "CASE_SCHEMA", "CaseFileError", "CaseOfAnotherStudy", "load_case", "remove_interrupted_saves",
-    "save_case", "schema_text", "set_aside", "TEMP_GRACE_S",
+    "save_case", "schema_text", "set_aside",
 ]
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,9 @@ _TEXT = {"type": "string", "maxLength": 4096}
 _MM = {"type": "number", "minimum": -MAX_MM, "maximum": MAX_MM}
 _PIXEL = {"type": "number", "minimum": 0, "maximum": MAX_COORD}
 
-# What save_case writes. docs/schemas/case.schema.json is this, as text (schema_text());
-# tests/study/test_persist.py checks that the two agree.
+# What load_case accepts and save_case writes. docs/schemas/case.schema.json is this as text
+# (schema_text()), with findings referring to findings.schema.json; tests/study/test_persist.py
+# checks that the two agree.
 CASE_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": "case.schema.json",
@@ -144,8 +145,21 @@ _VALIDATOR = Draft202012Validator(CASE_SCHEMA)
 
 
 def schema_text() -> str:
-    """CASE_SCHEMA as the text of docs/schemas/case.schema.json."""
-    return json.dumps(CASE_SCHEMA, indent=2) + "\n"
+    """CASE_SCHEMA as the text of docs/schemas/case.schema.json, findings given by findings.schema.json.
+
+    load_case itself checks findings only as an object or null: findings that another
+    liverview wrote differently are run again, and are no reason to set a reader's picks and
+    boxes aside.
+    """
+    doc = json.loads(json.dumps(CASE_SCHEMA))
+    doc["properties"]["findings"] = {
+        "description": (
+            "The last analysis (findings.schema.json), or null. load_case checks only that it is an "
+            "object or null; findings_stale tells whether it still matches the case."
+        ),
+        "anyOf": [{"type": "null"}, {"$ref": "findings.schema.json"}],
+    }
+    return json.dumps(doc, indent=2) + "\n"
 
 
 class CaseFileError(ValueError):
@@ -179,7 +193,7 @@ def save_case(case: Case, path: str | os.PathLike) -> None:
         # a NaN or infinity somewhere (engine output, say): name where
         raise CaseFileError(f"{path}: not saved: {_first_bad_number(data) or 'a number is not finite'}") from None
     except TypeError as exc:
-        raise CaseFileError(f"{path}: not saved: {exc}") from None
+        raise CaseFileError(f"{path}: not saved: {_one_line(exc)}") from None
     raw = text.encode("utf-8")
     if len(raw) > MAX_FILE_BYTES:
         raise CaseFileError(f"{path}: not saved: {_mib(len(raw))}, more than the {_mib(MAX_FILE_BYTES)} a case file may be")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
 
 from liverview.study import atomic
 from liverview.study.case import BOX_FIELDS, MAX_BOXES, Box, Case, PhaseSource, Study
@@ -93,13 +94,26 @@ def test_round_trip_gives_the_same_case(tmp_path, exam):
 
 
 def test_schema_file_is_the_schema_save_case_writes_to(tmp_path, exam):
-    doc = ROOT / "docs" / "schemas" / "case.schema.json"
+    schemas = ROOT / "docs" / "schemas"
+    doc = schemas / "case.schema.json"
     assert doc.read_text(encoding="utf-8") == schema_text(), "regenerate docs/schemas/case.schema.json from persist.schema_text()"
     schema = json.loads(doc.read_text(encoding="utf-8"))
     Draft202012Validator.check_schema(schema)
+    findings_schema = json.loads((schemas / "findings.schema.json").read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(findings_schema)
     _, data = saved(tmp_path, full_case(exam))
     assert {b["origin"] for b in data["boxes"]} == {"user", "ai"} and data["findings"] and any(data["picks"].values())
-    assert list(Draft202012Validator(schema).iter_errors(data)) == []
+
+    def errors(findings_resource):
+        registry = Registry().with_resource("findings.schema.json", Resource.from_contents(findings_resource))
+        return [(list(e.absolute_path), e.message) for e in Draft202012Validator(schema, registry=registry).iter_errors(data)]
+
+    # the findings of this case are made up: everything else validates, they are checked by findings.schema.json
+    assert errors({"$schema": findings_schema["$schema"], "type": "object"}) == []
+    assert [where for where, _ in errors(findings_schema)] == [["findings"]]
+    data["findings"] = None
+    assert errors(findings_schema) == []
+    assert CASE_SCHEMA["properties"]["findings"]["type"] == ["object", "null"], "load_case checks findings as an object"
 
 
 def test_schema_names_every_box_and_phase_source_field():
