@@ -2,7 +2,7 @@
 
 Everything downstream (PKCP composites, detector datasets, classifier crops, evaluation)
 reads this cache instead of the DICOM files, so a cohort is decoded exactly once.
-Arrays: `slices` uint8 [N, 4 phases, K picks, H, W] holding the METHOD.md-windowed slice
+Arrays: `slices` uint8 [N, 4 phases, K picks, H, W] holding the slice windowed per phase (liverview.study.phases.WINDOWS)
 scaled to 0..255 (what `liverview.study.composite.to_unit` gives, times 255, like the
 paper's 8-bit exports); `boxes` float32 [N, 4, K, 4] (x0, y0, x1, y1 in pixels of the
 cached grid, NaN where a slice has no box); `present` bool [N, 4] (phase available).
@@ -28,7 +28,7 @@ from liverview.study.volume import HU
 
 from training.tasks import CLASSES, check_class
 
-K = 3  # picks per phase (METHOD.md §1)
+K = 3  # picks per phase (docs/method.md, section 1)
 FORMAT = "liverview.training.cohort"
 FORMAT_VERSION = 1
 
@@ -137,7 +137,7 @@ def _first_duplicate(items: list[str]) -> str | None:
 
 
 def window_slice(pixels: np.ndarray, phase: str, intensity: str = HU, export_window=None) -> np.ndarray:
-    """The METHOD.md window of `phase` applied to one slice, as uint8 0..255 (the composite builder's to_unit)."""
+    """The window of `phase` (liverview.study.phases.WINDOWS) applied to one slice, as uint8 0..255 (the composite builder's to_unit)."""
     return np.rint(to_unit(pixels, phase, intensity, export_window) * 255.0).astype(np.uint8)
 
 

@@ -14,7 +14,7 @@ SLICE_MM = 5.0
 
 
 def exam_case(cohort: Cohort, i: int) -> Case:
-    """Case whose phases are the exam's picked slices (8-bit, windowed with the METHOD.md windows) and
+    """Case whose phases are the exam's picked slices (8-bit, windowed with the phases' WINDOWS) and
     whose picks are all three slices; no boxes, so the engine detects them itself."""
     volumes, sources = {}, {}
     for c, p in enumerate(PHASES):

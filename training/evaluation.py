@@ -1,6 +1,6 @@
 """Evaluate a model bundle on a cohort: detection at IoU 0.40, each classifier at exam level, the two-stage call.
 
-Test protocol (METHOD.md §3): only the K depth-consistent composites of each exam, their
+Test protocol (docs/method.md, section 4): only the K depth-consistent composites of each exam, their
 predictions averaged per exam. Classifiers are scored twice: on crops around the annotated
 (truth) boxes, as the paper reports them, and end to end on the detector's top box with the
 engine's rule (the top detection, else the whole image).

@@ -1,4 +1,4 @@
-"""Diagnosis classes (METHOD.md §2) and the classification tasks built from them."""
+"""Diagnosis classes (docs/method.md, section 2) and the classification tasks built from them."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from liverview.study.case import Case, Study
 from liverview.study.composite import build_composite, to_unit
 from liverview.study.phases import PHASES
 
-# Typical liver attenuation per phase (METHOD.md table) and the band around it counted as liver.
+# Typical liver attenuation per phase (the phantom's tissue table, docs/method.md) and the band around it counted as liver.
 LIVER_HU = {"P": 55.0, "A": 70.0, "V": 110.0, "D": 90.0}
 LIVER_BAND_HU = 45.0
 MIN_LIVER_FRACTION = 0.02  # of the slice's pixels, for a slice to count as inside the liver range

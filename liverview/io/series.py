@@ -15,7 +15,7 @@ from liverview.io.headers import SliceHeader, as_float, as_vector
 from liverview.io.pixels import decoder_problem, volume_dtype
 
 DEFAULT_MAX_PIXEL_BYTES = 2 * 1024**3
-MIN_PHASE_SLICES = 3  # a phase must offer the three picks of METHOD.md
+MIN_PHASE_SLICES = 3  # a phase must offer the method's three picks
 POSITION_TOL_MM = 0.01
 _CONTRAST_TAGS = ("ContrastBolusAgent", "ContrastBolusRoute", "ContrastBolusVolume", "ContrastBolusStartTime")
 

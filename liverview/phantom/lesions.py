@@ -1,6 +1,6 @@
 """Liver lesions of the phantom: shape, placement and per-phase enhancement of each member type.
 
-Every member follows the pattern METHOD.md section 6 gives it, relative to the case's own
+Every member follows the pattern docs/method.md (section 5) gives it, relative to the case's own
 liver and blood-pool values, so classes differ by kinetics, shape and texture.
 """
 

@@ -21,7 +21,7 @@ MEMBER_WEIGHTS: dict[str, tuple[float, ...]] = {
 PAPER_COUNTS: dict[str, int] = {"HH": 77, "OBHT": 14, "HB": 47, "OMHT": 4}
 DEFAULT_MIX: dict[str, float] = {c: n / sum(PAPER_COUNTS.values()) for c, n in PAPER_COUNTS.items()}
 
-# Report vocabularies (METHOD.md section 1).
+# Report vocabularies (the paper's structured report fields).
 DENSITY_LEVELS: tuple[str, ...] = ("low", "slightly low", "iso", "slightly high", "mixed")
 LOCATIONS: tuple[str, ...] = (
     "multiple intrahepatic",

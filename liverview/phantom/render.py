@@ -26,7 +26,7 @@ NOISE_KERNEL = np.array([0.25, 0.5, 0.25], dtype=np.float32)
 ROI_HALF_SLICES = 2  # the liver ROI disk spans up to 2 slices either side of its position
 # Layers that are not liver: the lesion may not paint over them.
 NOT_LIVER = ("gallbladder", "spleen", "kidney_r", "kidney_l", "medulla_r", "medulla_l", "sinus_r", "sinus_l", "ivc", "portal_trunk")
-# Report field key of every METHOD.md section 1 field.
+# Key of every structured report field (the paper's report vocabulary).
 REPORT_KEYS = (
     "age_years", "sex", "calcification", "bleed", "lung_metastasis", "size_mm", "density", "location", "enhancement_pattern",
 )
@@ -364,7 +364,7 @@ class Exam:
         }
 
     def report(self) -> dict:
-        """Structured report fields (METHOD.md section 1) consistent with the drawn lesion."""
+        """Structured report fields consistent with the drawn lesion."""
         spec = self.lesion_spec
         rep = {"age_years": self.age, "sex": self.sex, "calcification": False, "bleed": False,
                "lung_metastasis": self.lung_metastasis, "size_mm": [0.0, 0.0], "density": None,
@@ -405,8 +405,8 @@ class Exam:
 
         truth.json (schema "liverview.phantom.truth", version 1):
           patient_id, seed, patient_index, class (HH|OBHT|HB|OMHT), group (benign|malignant),
-          member (HH|IHH|FNH|HMH|HB|UESL|HCC), age_years, sex (M|F), report (METHOD.md
-          section 1 fields: age_years, sex, calcification, bleed, lung_metastasis,
+          member (HH|IHH|FNH|HMH|HB|UESL|HCC), age_years, sex (M|F), report (the
+          structured report fields: age_years, sex, calcification, bleed, lung_metastasis,
           size_mm [w, h], density, location, enhancement_pattern), pixel_spacing [row, col],
           slice_thickness, noise_sd, mode (full|slices-dicom|slices-png, files only), and
           phases: {P, A, V, D: {series_uid, series_description, folder (files only),

@@ -1,4 +1,4 @@
-"""Tissue attenuation per contrast phase (the METHOD.md table) and its per-case variation."""
+"""Tissue attenuation per contrast phase (the table in docs/method.md) and its per-case variation."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 
 from liverview.study.phases import PHASES
 
-# HU in phases P, A, V, D (METHOD.md section 6).
+# HU in phases P, A, V, D (docs/method.md, section 5).
 TABLE: dict[str, tuple[float, float, float, float]] = {
     "fat": (-100, -100, -100, -100),
     "muscle": (50, 60, 65, 60),
@@ -42,7 +42,7 @@ def draw_tissues(rng: np.random.Generator) -> dict[str, dict[str, float]]:
     """Per-case HU of every tissue and phase: the table value times a factor in [0.85, 1.15].
 
     The factor is one per tissue (dose, cardiac output) times a small per-phase jitter, so
-    the kinetics keep their order while each value varies by up to the 15 % of METHOD.md.
+    the kinetics keep their order while each value varies by up to 15 %.
     """
     out: dict[str, dict[str, float]] = {}
     for name, row in {**TABLE, **EXTRA}.items():

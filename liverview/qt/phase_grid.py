@@ -17,7 +17,7 @@ LAYOUTS = ("2x2", "1x4", "single")
 MAX_AI_SHOWN = 3
 POOL_ROIS = MAX_AI_SHOWN + 2  # box outlines each view keeps ready
 
-# name -> (level, width) in HU; "METHOD" gives every phase its own METHOD.md window.
+# name -> (level, width) in HU; "METHOD" gives every phase its own window (liverview.study.phases.WINDOWS).
 PRESETS: dict[str, tuple[float, float] | None] = {
     "METHOD": None,
     "abdomen": (40.0, 400.0),

@@ -22,7 +22,7 @@ def to_unit(
     export_window: tuple[float, float] | None = None,
     windows: Mapping[str, tuple[float, float]] = WINDOWS,
 ) -> np.ndarray:
-    """Window a slice with the phase's METHOD.md window and scale it to [0, 1] (float32).
+    """Window a slice with the phase's window (WINDOWS) and scale it to [0, 1] (float32).
 
     HU pixels are windowed directly. Windowed 8-bit exports are already windowed: they are
     scaled by 1/255, and when the export's own window is known and differs from the model's,
@@ -121,7 +121,7 @@ def case_composites(case, mode: str = "depth", k: int | None = None,
 
     Phases without a volume or without picks are left out (zero channel); K is the smallest
     number of picks among the phases used. `windows` (phase -> level, width) replaces the
-    METHOD.md windows for HU volumes, e.g. the windows a model bundle was trained with.
+    phases' WINDOWS for HU volumes, e.g. the windows a model bundle was trained with.
     """
     study = case.study
     if study is None:

@@ -1,4 +1,4 @@
-"""The four contrast phases, their order in a composite and the METHOD.md display windows."""
+"""The four contrast phases, their order in a composite and the paper's display windows."""
 
 from __future__ import annotations
 

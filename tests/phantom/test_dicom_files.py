@@ -1,4 +1,4 @@
-"""The written DICOM: HU of liver, aorta and lesion per phase against METHOD.md, headers, dciodvfy."""
+"""The written DICOM: HU of liver, aorta and lesion per phase against the tissue table, headers, dciodvfy."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def test_liver_and_aorta_hu_per_phase_match_the_table(which, request, dicom_tool
         assert n_liver >= 200 and n_aorta >= 50
         liver_tol, aorta_tol = tol(t["noise_sd"], n_liver), tol(t["noise_sd"], n_aorta, texture=1.0)
         assert liver_tol < 10 and aorta_tol < 14  # the ROIs are big enough to say something
-        # the drawn per-case values stay within +-15 % of METHOD.md, the pixels carry them
+        # the drawn per-case values stay within +-15 % of the tissue table, the pixels carry them
         assert _within_table(t["hu"]["liver"], "liver", p) and _within_table(t["hu"]["aorta"], "aorta", p)
         assert abs(liver - t["hu"]["liver"]) <= liver_tol, (p, liver, t["hu"]["liver"], liver_tol)
         assert abs(aorta - t["hu"]["aorta"]) <= aorta_tol, (p, aorta, t["hu"]["aorta"], aorta_tol)
@@ -74,7 +74,7 @@ def test_lesion_hu_in_the_dicom_matches_the_truth(which, member, seed, index, re
         assert means["A"] > means["P"] + 20  # enhances in the arterial phase
         assert means["V"] < liver["V"] - 10 and means["D"] < liver["D"] - 5  # washes out
     else:
-        assert abs(means["P"] - 40.0) <= 40.0 * VARIATION + 6.0  # METHOD.md: ~40 HU before contrast
+        assert abs(means["P"] - 40.0) <= 40.0 * VARIATION + 6.0  # HH: ~40 HU before contrast
         assert means["D"] > means["P"] + 25  # fills in
 
 
