@@ -1,4 +1,4 @@
-"""The layer contracts of DESIGN.md hold: import-linter over the whole package."""
+"""The layer contracts of pyproject.toml [tool.importlinter] hold: import-linter over the whole package."""
 
 import shutil
 import subprocess
