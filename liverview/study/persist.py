@@ -182,13 +182,16 @@ def save_case(case: Case, path: str | os.PathLike) -> None:
     """
     path = Path(path)
     data = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, **case.to_dict()}
-    for key in ("findings", "reads"):
-        # engine output and free-form notes: a NaN there must not keep the reader's picks and boxes from being saved
-        if _first_bad_number(data.get(key)):
-            log.warning("%s: %s saved with null for numbers that are not finite (%s)", path, key, _first_bad_number(data[key]))
-            data[key] = _nulled(data[key])
     try:
+        for key in ("findings", "reads"):
+            # engine output and free-form notes: a NaN there must not keep the reader's picks and boxes from being saved
+            bad = _first_bad_number(data.get(key))
+            if bad:
+                log.warning("%s: %s saved with null for numbers that are not finite (%s)", path, key, bad)
+                data[key] = _nulled(data[key])
         text = json.dumps(data, indent=2, allow_nan=False)
+    except RecursionError:
+        raise CaseFileError(f"{path}: not saved: nested deeper than {MAX_DEPTH} levels") from None
     except ValueError:
         # a NaN or infinity somewhere (engine output, say): name where
         raise CaseFileError(f"{path}: not saved: {_first_bad_number(data) or 'a number is not finite'}") from None
@@ -200,7 +203,7 @@ def save_case(case: Case, path: str | os.PathLike) -> None:
     try:
         _check_text(text)
     except _Refused as exc:
-        raise CaseFileError(f"{path}: not saved: {exc}") from None
+        raise CaseFileError(f"{path}: not saved: {_one_line(exc)}") from None
     write_bytes_atomic(path, raw)
 
 
@@ -236,10 +239,12 @@ def load_case(path: str | os.PathLike, study: Study | None = None) -> Case:
     except CaseFileError:
         raise
     except _Refused as exc:
-        raise CaseFileError(f"{path}: {exc}") from None
-    # from_dict checks every field it reads; anything else it raises is a file it did not foresee
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError, RecursionError) as exc:
-        raise CaseFileError(f"{path}: bad case field ({_one_line(exc)})") from None
+        raise CaseFileError(f"{path}: {_one_line(exc)}") from None
+    except ValueError as exc:  # from_dict names the field
+        raise CaseFileError(f"{path}: {_one_line(exc)}") from None
+    # anything else is a file neither the schema nor from_dict foresaw: still a case file error
+    except (TypeError, KeyError, IndexError, AttributeError, ArithmeticError, RecursionError) as exc:
+        raise CaseFileError(f"{path}: bad case field ({type(exc).__name__}: {_one_line(exc)})") from None
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -279,20 +284,20 @@ def _check_text(text: str) -> dict[str, Any]:
         raise _Refused(f"{where}: nested deeper than {MAX_DEPTH} levels")
     flagged: list[_NotFinite] = []
 
-    def flag(text: str) -> _NotFinite:
-        flagged.append(_NotFinite(text))
+    def flag(literal: str) -> _NotFinite:
+        flagged.append(_NotFinite(literal))
         return flagged[-1]
 
-    def as_float(text: str) -> float | _NotFinite:
-        value = float(text)
-        return value if math.isfinite(value) else flag(text)
+    def as_float(literal: str) -> float | _NotFinite:
+        value = float(literal)
+        return value if math.isfinite(value) else flag(literal)
 
-    def as_int(text: str) -> int | _NotFinite:
+    def as_int(literal: str) -> int | _NotFinite:
         try:
-            value = int(text)
+            value = int(literal)
             float(value)
         except (ValueError, OverflowError):  # more digits than Python converts, or beyond any float
-            return flag(text if len(text) <= 20 else text[:17] + "...")
+            return flag(literal if len(literal) <= 20 else literal[:17] + "...")
         return value
 
     # Without a long digit run or a 3-digit exponent no number can overflow: then the parser
@@ -443,7 +448,7 @@ def _field(where: Iterable) -> str:
         elif p == "...":
             out += "..."
         else:
-            name = str(p)
+            name = " ".join(str(p).split()) or repr(p)
             name = name if len(name) <= 40 else name[:37] + "..."
             out += f".{name}" if out else name
     return out
