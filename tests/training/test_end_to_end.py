@@ -5,11 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 
 from liverview.engine.analyze import Engine
 from liverview.engine.bundle import load_bundle
+from liverview.study.case import Box
 from training.engine_cases import exam_case
 from training.recipe import quick_recipe
 
@@ -36,12 +39,42 @@ def built(tmp_path_factory):
     return out, work, report
 
 
+GROUP = {"HH": "benign", "OBHT": "benign", "HB": "malignant", "OMHT": "malignant"}
+
+
+def _with_truth_boxes(case, cohort, i):
+    """The exam's annotated boxes as reader boxes, so the engine classifies the crops the evaluation scored."""
+    for c, p in enumerate("PAVD"):
+        if p not in case.study.volumes:
+            continue
+        vol = case.study.volumes[p]
+        for k in range(len(case.picks[p])):
+            b = cohort.boxes[i, c, k]
+            if not np.isnan(b).any():
+                case.add_box(Box(p, vol.position_of(k), *(float(v) for v in b), origin="user"))
+    return case
+
+
+def _check_exam_decision(findings) -> None:
+    """The exam's final class is the argmax of its four probabilities, which are the composites' mean;
+    its group and the stage-1 call agree exactly when the stored consistency field says so."""
+    exam = findings.exam
+    mean = {k: float(np.mean([c.probabilities[k] for c in findings.composites])) for k in GROUP}
+    assert exam.probabilities == pytest.approx(mean, abs=1e-9)
+    assert sum(exam.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert exam.final_class == max(mean, key=mean.get)
+    assert exam.stage1_call == ("malignant" if exam.p_malignant >= exam.threshold else "benign")
+    assert exam.p_malignant == pytest.approx(mean["HB"] + mean["OMHT"], abs=1e-6)
+    d = findings.to_dict()["exam"]
+    assert d["final_class"] == exam.final_class and d["final_group"] == GROUP[exam.final_class]
+    assert d["consistent_with_stage1"] is (GROUP[exam.final_class] == exam.stage1_call)
+
+
 def test_build_writes_a_bundle_that_the_engine_verifies_and_analyses_with(built):
     out, work, report = built
     bundle = load_bundle(out)  # checksums verified
     m = bundle.manifest
     assert set(m["models"]) >= {"detector", "stage1", "benign", "malignant"}
-    assert m["metrics"]["heldout"]["detection_iou040"]["map"] == pytest.approx(report["heldout"]["detection"]["map"])
     assert "phantom" in m["research_notice"]
     card = (out / "README.md").read_text(encoding="utf-8")
     assert "trained on synthetic phantom data" in card and "python -m training build-weights" in card
@@ -49,10 +82,27 @@ def test_build_writes_a_bundle_that_the_engine_verifies_and_analyses_with(built)
     from training.cohort import load_cohort
 
     heldout = load_cohort(work / "cohorts" / "heldout.npz")
-    findings = Engine(out).analyze(exam_case(heldout, 0), allow_missing=True)  # cohort exams may lack phases
-    assert findings.exam.final_class in ("HH", "OBHT", "HB", "OMHT")
-    assert len(findings.composites) == 3
+    engine = Engine(out)
+    findings = engine.analyze(exam_case(heldout, 0))  # no boxes: the engine detects them itself
+    assert len(findings.composites) == 3 and all(c.roi_source in ("detected", "none") for c in findings.composites)
     assert findings.bundle["name"] == m["name"]
+    _check_exam_decision(findings)
+
+    # the held-out stage-1 AUC recomputed outside training/: the engine on every held-out exam with its
+    # annotated boxes, P(malignant) averaged over the exam's composites, sklearn's AUC
+    scores, labels = [], []
+    for i in range(len(heldout)):
+        f = engine.analyze(_with_truth_boxes(exam_case(heldout, i), heldout, i))
+        assert all(c.roi_source == "user" for c in f.composites)
+        _check_exam_decision(f)
+        scores.append(f.exam.p_malignant)
+        labels.append(GROUP[heldout.classes[i]] == "malignant")
+    assert 0 < sum(labels) < len(labels), "the held-out cohort needs both groups for an AUC"
+    auc = roc_auc_score(labels, scores)
+    reported = report["heldout"]["classifiers"]["stage1"]["truth_boxes"]
+    assert reported["exams"] == len(heldout)
+    assert reported["auc"]["value"] == pytest.approx(auc, abs=1e-6)
+    assert m["metrics"]["heldout"]["stage1"]["auc"]["value"] == pytest.approx(auc, abs=1e-6)
 
 
 def test_runs_are_resumable_and_reports_are_complete(built):
