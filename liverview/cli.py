@@ -14,7 +14,7 @@ from pathlib import Path
 COMMANDS = {
     "info": ("liverview.io.info_command", "print what the loader finds in an exam"),
     "phantom": ("liverview.phantom.command", "write synthetic four-phase phantom exams"),
-    "analyze": ("liverview.engine.analyze_command", "run detection and diagnosis on an exam"),
+    "analyze": ("liverview.analyze_command", "run detection and diagnosis on an exam"),
 }
 
 EXAM_SUFFIXES = (".zip", ".dcm")
