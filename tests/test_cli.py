@@ -126,3 +126,10 @@ def test_the_cli_manifest_hash_is_the_one_findings_record():
 
     folder = default_bundle_dir()
     assert bundle_identity(folder).manifest_sha256 == load_bundle(folder).manifest_sha256
+
+
+def test_every_sub_command_names_a_module_that_exists():
+    import importlib.util
+
+    for name, (module, _) in cli.COMMANDS.items():
+        assert importlib.util.find_spec(module) is not None, f"liverview {name}: no module {module}"
