@@ -13,19 +13,12 @@ from PySide6.QtWidgets import (
 )
 
 from liverview import RESEARCH_NOTICE
+from liverview.findings.vocabulary import CLASS_NAMES, CLASSES, GROUP_OF
 from liverview.study.phases import PHASES
 
 log = logging.getLogger(__name__)
 NO_FINDINGS = "No analysis yet: pick three slices per phase, then run the analysis (Ctrl+R)."
-CLASSES = ("HH", "OBHT", "HB", "OMHT")
-CLASS_NAMES = {
-    "HH": "hepatic hemangioma",
-    "OBHT": "other benign",
-    "HB": "hepatoblastoma",
-    "OMHT": "other malignant",
-}
 GROUP_COLORS = {"benign": "#66bb6a", "malignant": "#ef5350"}
-GROUP_OF = {"HH": "benign", "OBHT": "benign", "HB": "malignant", "OMHT": "malignant"}
 
 
 def trained_on_phantom(bundle: dict[str, Any]) -> bool:
