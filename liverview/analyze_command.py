@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from liverview.engine.errors import AnalysisCancelled
+
 EXIT_OK = 0
 EXIT_INPUT = 2  # exam or picks file unreadable
 EXIT_MISSING_PHASES = 3  # fewer than four phases and no --allow-missing
@@ -42,23 +44,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _say(message: str) -> None:
     print(f"{PROG}: {message}", file=sys.stderr)
-
-
-def _load_study(path: str):
-    """(ExamLoad, None) or (None, exit code) after printing why."""
-    try:
-        from liverview.io import ExamError, load_exam
-    except ImportError as exc:  # the loader is another part of the project
-        _say(f"cannot load exams: liverview.io is not available ({exc})")
-        return None, EXIT_INPUT
-    try:
-        return load_exam(path), None
-    except ExamError as exc:
-        _say(str(exc))
-        return None, EXIT_INPUT
-    except OSError as exc:
-        _say(f"{path}: {exc.strerror or exc}")
-        return None, EXIT_INPUT
 
 
 def truth_picks(data: dict) -> dict[str, list[float]]:
@@ -115,10 +100,9 @@ def picks_from_file(path: Path, study):
     return case, "truth.json"
 
 
-def _table(findings, picks_source: str, load_seconds: float) -> str:
+def _table(d: dict, picks_source: str, load_seconds: float) -> str:
     from liverview.engine.bundle import training_summary
 
-    d = findings.to_dict()
     b = d["bundle"]
     lines = [
         f"bundle: {b['name']} {b['version']}  manifest sha256 {b['manifest_sha256'][:16]}…  (loaded in {load_seconds:.2f} s)",
@@ -159,105 +143,126 @@ def _table(findings, picks_source: str, load_seconds: float) -> str:
     return "\n".join(lines)
 
 
+def _open(session, path: str):
+    """Load the exam through the session (the viewer's path); (ExamLoad, None) or (None, exit code)."""
+    outcome: list = []
+    session.exam_loaded.connect(lambda exam: outcome.append(exam))
+    session.open_failed.connect(lambda message: outcome.append(message))
+    session.open(path)
+    session.run_until(lambda: bool(outcome), timeout=24 * 3600)
+    if isinstance(outcome[0], str):
+        _say(outcome[0])
+        return None, EXIT_INPUT
+    return outcome[0], None
+
+
+def _run_job(session, start) -> tuple[str, object]:
+    """Start a session job and run the loop until it ends: ("done", payload) or ("failed", exception)."""
+    out: list = []
+    session.job_done.connect(lambda kind, payload: out.append(("done", payload)))
+    session.job_failed.connect(lambda kind, message, exc: out.append(("failed", exc)))
+    session.job_cancelled.connect(lambda kind: out.append(("failed", AnalysisCancelled("analysis cancelled"))))
+    if not start():
+        session.process_events()
+    session.run_until(lambda: bool(out), timeout=24 * 3600)
+    return out[0]
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from liverview.engine.analyze import AnalysisCancelled, Engine
-    from liverview.engine.autopick import AutoPickError
-    from liverview.engine.bundle import BundleError
-    from liverview.engine.compat import (
-        AnalysisError,
-        IntensityError,
-        PhaseMatchError,
-        intensity_check,
-        missing_phases,
-        phase_match_problems,
-    )
+    from liverview.engine.compat import intensity_check
+    from liverview.engine.errors import AnalysisError, EngineError, NoPicksError
+    from liverview.engine.local import LocalEngine
+    from liverview.session import ReadingSession
     from liverview.study.case import Case
-    from liverview.study.phases import PHASE_NAMES
 
     if args.threads:
         torch.set_num_threads(max(1, int(args.threads)))
-    load, code = _load_study(args.exam)
-    if load is None:
-        return code
-    study = load.study
-    for problem in load.problems:
-        _say(f"warning: {problem}")
-    missing = missing_phases(study)
-    if not study.phases:
-        _say(f"{args.exam}: no phase volumes found")
-        return EXIT_MISSING_PHASES
-    if missing and not args.allow_missing:
-        names = ", ".join(f"{p} ({PHASE_NAMES[p]})" for p in missing)
-        _say(
-            f"{args.exam}: missing phase(s) {names}; pass --allow-missing to analyse with "
-            f"{', '.join(study.phases)} (missing phases become zero channels)"
-        )
-        return EXIT_MISSING_PHASES
-    problems = phase_match_problems(study)
-    if problems:
-        _say(f"{args.exam}: {problems[0]}")
-        return EXIT_UNMATCHED
+    engine = LocalEngine(args.bundle)
+    session = ReadingSession(engine)  # no case folder: the command line saves no case files
     try:
-        engine = Engine(args.bundle)
-    except BundleError as exc:
-        _say(str(exc))
-        return EXIT_BUNDLE
-    try:
-        for note in intensity_check(study, engine.manifest, args.assume_windows):
-            _say(f"converting: {note}")
-    except IntensityError as exc:
-        _say(f"{args.exam}: {exc}")
-        return EXIT_INTENSITY
+        load, code = _open(session, args.exam)
+        if load is None:
+            return code
+        study = session.study
+        for problem in load.problems:
+            _say(f"warning: {problem}")
+        if not study.phases:
+            _say(f"{args.exam}: no phase volumes found")
+            return EXIT_MISSING_PHASES
+        refusal = session.analysis_refusal(allow_missing=args.allow_missing)
+        if refusal is not None and not isinstance(refusal, NoPicksError):  # the rules the viewer applies too
+            hint = "; pass --allow-missing to go on" if refusal.exit_code == EXIT_MISSING_PHASES else ""
+            _say(f"{args.exam}: {refusal}{hint}")
+            return refusal.exit_code
+        engine.start()
+        if engine.state != "ready":
+            _say(engine.bundle_error)
+            return EXIT_BUNDLE
+        try:
+            for note in intensity_check(study, engine.engine.manifest, args.assume_windows):
+                _say(f"converting: {note}")
+        except AnalysisError as exc:
+            _say(f"{args.exam}: {exc}")
+            return exc.exit_code
+        session.start_engine()
 
-    choice = args.picks
-    seed = getattr(load, "case_seed", None)
-    if choice is None:
-        choice = "exam" if seed is not None and any(seed.picks.values()) else "auto"
-    try:
+        choice = args.picks
+        seed = getattr(load, "case_seed", None)
+        if choice is None:
+            choice = "exam" if seed is not None and any(seed.picks.values()) else "auto"
         if choice == "auto":
-            case = Case(study)
-            auto = engine.auto_pick(study)
-            auto.apply(case)
-            source = f"auto (dominant lesion at {auto.extent[0]:.1f}..{auto.extent[1]:.1f} mm on {auto.reference})"
+            session.use_case(Case(study))
+            outcome, detail = _run_job(session, session.request_auto_pick)
+            if outcome != "done":
+                _say(f"{args.exam}: {detail}")
+                return getattr(detail, "exit_code", EXIT_INPUT)
+            lo, hi = detail["extent"]
+            source = f"auto (dominant lesion at {lo:.1f}..{hi:.1f} mm on {detail['reference']})"
         elif choice == "exam":
             if seed is None or not any(seed.picks.values()):
                 _say(f"{args.exam}: the exam brings no picks; use --picks auto or a picks file")
                 return EXIT_INPUT
-            case = Case(study)
-            seed.apply(case)
-            source = "from the exam"
+            source = "from the exam"  # the session put the exam's picks and boxes into the case
         else:
-            case, kind = picks_from_file(Path(choice), study)
+            try:
+                case, kind = picks_from_file(Path(choice), study)
+            except ValueError as exc:
+                _say(str(exc))
+                return EXIT_INPUT
+            session.use_case(case)
             source = f"{kind} {choice}"
-        findings = engine.analyze(case, assume_windows=args.assume_windows, apply=True)
-    except AutoPickError as exc:
-        _say(f"{args.exam}: {exc}")
-        return EXIT_NO_LESION
-    except PhaseMatchError as exc:
-        _say(f"{args.exam}: {exc}")
-        return EXIT_UNMATCHED
-    except IntensityError as exc:
-        _say(f"{args.exam}: {exc}")
-        return EXIT_INTENSITY
-    except AnalysisCancelled as exc:
-        _say(str(exc))
-        return EXIT_CANCELLED
-    except (AnalysisError, ValueError) as exc:
-        _say(str(exc))
-        return EXIT_INPUT
+        outcome, detail = _run_job(
+            session, lambda: session.request_analysis(allow_missing=args.allow_missing, assume_windows=args.assume_windows))
+        if outcome != "done":
+            if isinstance(detail, EngineError):
+                _say(f"{args.exam}: {detail}")
+                return detail.exit_code
+            _say(str(detail))
+            return EXIT_INPUT
+        findings = detail["findings"]
 
-    print(f"exam: {args.exam}  patient {study.patient_id or '-'}  study {study.study_uid or '-'}")
-    print(_table(findings, source, engine.load_seconds))
-    if args.json:
-        from liverview.study.atomic import write_json_atomic
+        print(f"exam: {args.exam}  patient {study.patient_id or '-'}  study {study.study_uid or '-'}")
+        print(_table(findings, source, engine.engine.load_seconds))
+        if args.json:
+            from liverview.study.atomic import write_json_atomic
 
-        write_json_atomic(args.json, findings.to_dict())
-        print(f"findings written to {args.json}")
-    if args.png:
-        from liverview.engine.overlay import write_overlays
+            try:
+                write_json_atomic(args.json, findings)
+            except OSError as exc:
+                _say(f"{args.json}: could not write the findings ({exc.strerror or exc})")
+                return EXIT_INPUT
+            print(f"findings written to {args.json}")
+        if args.png:
+            from liverview.engine.overlay import write_overlays
 
-        written = write_overlays(study, findings, args.png, engine.windows)
-        print(f"{len(written)} overlay PNGs written to {args.png}")
-    return EXIT_OK
+            try:
+                written = write_overlays(study, findings, args.png, engine.engine.windows)
+            except OSError as exc:
+                _say(f"{args.png}: could not write the overlays ({exc.strerror or exc})")
+                return EXIT_INPUT
+            print(f"{len(written)} overlay PNGs written to {args.png}")
+        return EXIT_OK
+    finally:
+        session.shutdown()

@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from liverview.engine.errors import AnalysisError, IntensityError, MissingPhasesError, PhaseMatchError
+from liverview.engine.errors import AnalysisError, IntensityError, MissingPhasesError, NoPicksError, PhaseMatchError
 from liverview.study.case import Case, Study
 from liverview.study.phases import PHASE_NAMES, PHASES, WINDOWS
 
@@ -98,7 +98,7 @@ def check_case(case: Case, allow_missing: bool = False) -> None:
     if problems:
         raise AnalysisError(problems[0])
     if not any(case.picks.get(p) for p in study.phases):
-        raise AnalysisError("no slices picked: pick three slices per phase or use automatic picking")
+        raise NoPicksError("no slices picked: pick three slices per phase or use automatic picking")
 
 
 def intensity_check(study: Study, manifest: Mapping[str, Any], assume_windows: bool = False) -> list[str]:

@@ -67,7 +67,7 @@ class LocalEngine:
         if self.engine is None:
             self._set_state("loading")
             self._load(self.bundle_dir)
-        elif self.card is None:
+        elif self.card is None or self.state != "ready":  # a given Engine, or a restart after stop()
             self.card = bundle_card(self.engine)
             self._set_state("ready")
             self.bundle_changed.emit(self.card)

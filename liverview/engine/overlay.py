@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image, ImageDraw
 
-from liverview.engine.findings import Findings
+from liverview.findings.cam import cam_for_phase
 from liverview.study.case import Study
 from liverview.study.composite import to_unit
 
@@ -47,27 +47,32 @@ def overlay_image(
     return img
 
 
-def write_overlays(study: Study, findings: Findings, out_dir: str | os.PathLike, windows=None) -> list[Path]:
-    """One PNG per composite, phase used and stage: composite<i>_<phase>_<stage>.png."""
+def write_overlays(study: Study, findings: dict, out_dir: str | os.PathLike, windows=None) -> list[Path]:
+    """One PNG per composite, phase used and stage (composite<i>_<phase>_<stage>.png), from a findings
+    dict (`Findings.to_dict()`, as the engine service returns it and the case file keeps it)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for comp in findings.composites:
-        for p in comp.phases_used:
+    for comp in findings["composites"]:
+        i = int(comp["index"])
+        detections = comp.get("detections") or []
+        roi = comp.get("roi") or {}
+        for p in comp["phases_used"]:
             vol = study.volumes[p]
-            k = comp.slice_index[p]
+            k = int(comp["slice_index"][p])
             kwargs = {"windows": windows} if windows is not None else {}
             unit = to_unit(vol.pixels[k], p, vol.intensity, vol.window, **kwargs)
-            boxes = [(d.phases[p].box, DETECTION_COLOUR, 1) for d in comp.detections[:1] if p in d.phases]
-            if p in comp.roi_phases:
-                boxes.append((comp.roi_phases[p].box, ROI_COLOUR, 2))
-            for stage, exp in comp.explanations.items():
+            boxes = [(tuple(d["phases"][p]["box"]), DETECTION_COLOUR, 1) for d in detections[:1] if p in d["phases"]]
+            if p in (roi.get("phases") or {}):
+                boxes.append((tuple(roi["phases"][p]["box"]), ROI_COLOUR, 2))
+            for stage, exp in comp.get("explanations", {}).items():
                 caption = (
-                    f"composite {comp.index + 1} {p} slice {k} | {stage} {exp.target_class} | "
-                    f"p(malig) {comp.p_malignant:.2f} | ROI {comp.roi_source}"
+                    f"composite {i + 1} {p} slice {k} | {stage} {exp['target_class']} | "
+                    f"p(malig) {comp['stage1']['p_malignant']:.2f} | ROI {roi.get('source', 'none')}"
                 )
-                img = overlay_image(unit, exp.maps.get(p), boxes, caption)
-                path = out / f"composite{comp.index + 1}_{p}_{stage}.png"
+                cam = cam_for_phase(findings, i, stage, p, tuple(vol.pixels.shape[1:]))
+                img = overlay_image(unit, cam, boxes, caption)
+                path = out / f"composite{i + 1}_{p}_{stage}.png"
                 tmp = path.with_suffix(".png.tmp")
                 img.save(tmp, format="PNG")
                 os.replace(tmp, path)

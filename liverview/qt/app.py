@@ -61,11 +61,15 @@ def run_viewer(args) -> int:
     app.processEvents()  # the first expose and paint
     shown = time.perf_counter() - launched
     log.info("main window visible %.3f s after run_viewer started", shown)
-    report = os.environ.get("LIVERVIEW_REPORT_STARTUP")  # used by benchmarks/gui_scroll.py
+    report = os.environ.get("LIVERVIEW_REPORT_STARTUP")  # used by benchmarks/gui_scroll.py and first_result.py
     if report:
         print(f"liverview-window-visible {shown:.3f}", flush=True)
         if report == "exit":
             QTimer.singleShot(0, app.quit)
+        elif report == "analyze":
+            from liverview.qt.main_window import report_startup
+
+            report_startup(window, launched, report)
     QTimer.singleShot(0, window.start_engine)  # torch loads in the engine process, after the window shows
 
     driver = None

@@ -18,6 +18,7 @@ from liverview.study.phases import PHASES
 
 log = logging.getLogger(__name__)
 NO_FINDINGS = "No analysis yet: pick three slices per phase, then run the analysis (Ctrl+R)."
+STALE_TEXT = "Out of date: the picks, boxes or phases changed since this analysis. Run the analysis again (Ctrl+R)."
 GROUP_COLORS = {"benign": "#66bb6a", "malignant": "#ef5350"}
 
 
@@ -77,6 +78,12 @@ class FindingsPanel(QWidget):
         self.empty = QLabel(NO_FINDINGS)
         self.empty.setWordWrap(True)
         layout.addWidget(self.empty)
+        self.stale = False
+        self.stale_banner = QLabel(STALE_TEXT)
+        self.stale_banner.setWordWrap(True)
+        self.stale_banner.setStyleSheet("background:#424242; color:#ffcc80; padding:4px; font-weight:bold;")
+        self.stale_banner.hide()
+        layout.addWidget(self.stale_banner)
 
         self.result_box = QGroupBox("Exam result")
         form = QFormLayout(self.result_box)
@@ -172,6 +179,7 @@ class FindingsPanel(QWidget):
         for box in (self.result_box, self.class_box, self.attr_box, self.comp_box):
             box.setVisible(have)
         if not have:
+            self.set_stale(False)
             return
         try:
             self._fill(findings)
@@ -184,12 +192,26 @@ class FindingsPanel(QWidget):
                                "run the analysis again.")
             self.empty.setVisible(True)
 
+    def set_stale(self, stale: bool) -> None:
+        """Grey the result and say it is out of date (the case changed after the analysis)."""
+        self.stale = bool(stale) and bool(self.findings)
+        self.stale_banner.setVisible(self.stale)
+        for box in (self.result_box, self.class_box, self.attr_box, self.comp_box):
+            box.setEnabled(not self.stale)
+        if self.findings:
+            self._fill_final(self.findings["exam"])
+
+    def _fill_final(self, exam: dict[str, Any]) -> None:
+        group = exam.get("final_group", GROUP_OF.get(exam["final_class"], ""))
+        text = f"{exam['final_class']}  ({CLASS_NAMES.get(exam['final_class'], '')}, {group})"
+        color = "#9e9e9e" if self.stale else GROUP_COLORS.get(group, "#e0e0e0")
+        self.final.setText(("out of date: " if self.stale else "") + text)
+        self.final.setStyleSheet(f"font-size: 15pt; font-weight: bold; color: {color};")
+
     def _fill(self, findings: dict[str, Any]) -> None:
         self.set_bundle_card(findings.get("bundle"))
         exam = findings["exam"]
-        group = exam.get("final_group", GROUP_OF.get(exam["final_class"], ""))
-        self.final.setText(f"{exam['final_class']}  ({CLASS_NAMES.get(exam['final_class'], '')}, {group})")
-        self.final.setStyleSheet(f"font-size: 15pt; font-weight: bold; color: {GROUP_COLORS.get(group, '#e0e0e0')};")
+        self._fill_final(exam)
         self.stage1.setText(
             f"p(malignant) = {exam['p_malignant']:.3f}  → {exam['stage1_call']}  (threshold {exam.get('threshold', 0.5):.2f})"
         )
@@ -262,4 +284,5 @@ class FindingsPanel(QWidget):
         if not self.findings:
             return ""
         exam = self.findings["exam"]
-        return f"{exam['final_class']} p(malignant)={exam['p_malignant']:.3f}"
+        stale = " (out of date)" if self.stale else ""
+        return f"{exam['final_class']} p(malignant)={exam['p_malignant']:.3f}{stale}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QStandardPaths
@@ -47,11 +46,3 @@ def log_dir() -> Path:
 
 def settings_file() -> Path:
     return _location(QStandardPaths.StandardLocation.AppConfigLocation, "config") / "liverview.ini"
-
-
-def case_file(study_uid: str) -> Path:
-    """The case file of a study: every edit on that exam is saved here."""
-    safe = re.sub(r"[^0-9A-Za-z._-]", "_", study_uid or "unknown")[:120]
-    folder = data_dir() / "cases"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{safe}.json"

@@ -27,7 +27,8 @@ class ScreenshotDriver(QObject):
         window.sigAutoPickDone.connect(self._picked)
         window.sigAnalysisDone.connect(self._analysed)
         window.sigJobFailed.connect(self._job_failed)
-        window.engine.sigState.connect(self._engine_state)
+        window.sigEngineState.connect(self._engine_state)
+        window.session.open_failed.connect(lambda message: self._fail(f"could not open the exam: {message}"))
         self._stage = "loading"
         QTimer.singleShot(TIMEOUT_S * 1000, lambda: self._fail(f"timed out after {TIMEOUT_S} s at step {self._stage}"))
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from liverview.cli import main
-from liverview.engine import analyze_command as cmd
+from liverview import analyze_command as cmd
 from liverview.study.case import Box, Case
 from liverview.study.persist import save_case
 

@@ -236,9 +236,9 @@ def test_an_engine_crash_reaches_the_user_and_the_log(engine_window, qtbot, phan
     path, truth = phantom_exam
     open_exam(w, qtbot, path)
     truth_picks(w, truth)
-    with qtbot.waitSignal(w.engine.sigState, timeout=ENGINE_TIMEOUT_MS, check_params_cb=lambda s: s == "ready"):
+    with qtbot.waitSignal(w.sigEngineState, timeout=ENGINE_TIMEOUT_MS, check_params_cb=lambda s: s == "ready"):
         w.start_engine()
-    qtbot.waitUntil(lambda: w.engine.study_ready_token == w.load_token, timeout=60000)
+    qtbot.waitUntil(lambda: w.engine.study_ready_token == w.session.load_token, timeout=60000)
     caplog.set_level(logging.ERROR)
     with qtbot.waitSignal(w.sigJobFailed, timeout=60000):
         w.run_analysis()
@@ -257,7 +257,7 @@ def test_without_a_bundle_the_user_is_told_what_to_do(qtbot, tmp_path, phantom_e
     qtbot.addWidget(w)
     w.show()
     try:
-        with qtbot.waitSignal(w.engine.sigState, timeout=ENGINE_TIMEOUT_MS, check_params_cb=lambda s: s == "no-bundle"):
+        with qtbot.waitSignal(w.sigEngineState, timeout=ENGINE_TIMEOUT_MS, check_params_cb=lambda s: s == "no-bundle"):
             w.start_engine()
         assert "no model bundle" in w.engine_label.text()
         assert "Choose a bundle folder" in w.engine_label.text()
@@ -267,7 +267,7 @@ def test_without_a_bundle_the_user_is_told_what_to_do(qtbot, tmp_path, phantom_e
         w.run_analysis()
         assert w.last_error.startswith("No model bundle is loaded")
         # choosing a bundle folder (Analysis > Choose model bundle folder) makes the engine usable
-        with qtbot.waitSignal(w.engine.sigState, timeout=ENGINE_TIMEOUT_MS, check_params_cb=lambda s: s == "ready"):
+        with qtbot.waitSignal(w.sigEngineState, timeout=ENGINE_TIMEOUT_MS, check_params_cb=lambda s: s == "ready"):
             w.set_bundle(str(tiny_bundle))
         assert w.actions["analyze"].isEnabled()
         assert w.findings.card["name"].text() == "random-untrained"
@@ -286,9 +286,9 @@ def test_escape_cancels_a_running_analysis(engine_window, qtbot, phantom_exam):
     with qtbot.waitSignal(w.sigEngineStudyReady, timeout=ENGINE_TIMEOUT_MS):
         w.start_engine()
     qtbot.waitUntil(lambda: w.engine.ready, timeout=ENGINE_TIMEOUT_MS)
-    with qtbot.waitSignal(w.engine.sigCancelled, timeout=60000):
+    with qtbot.waitSignal(w.sigJobCancelled, timeout=60000):
         qtbot.keyClick(w, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
-        assert "analyze" in w.jobs.values() and w.cancel_button.isVisible()
+        assert "analyze" in w.session.jobs and w.cancel_button.isVisible()
         qtbot.keyClick(w, Qt.Key.Key_Escape)
     assert w.case.findings is None  # nothing half-done was stored
     assert not w.busy() and w.progress.isHidden()

@@ -22,7 +22,8 @@ def open_and_wait(window, qtbot, path, timeout=60000):
 
 def test_open_a_phantom_exam(window, qtbot, phantom_exam):
     path, truth = phantom_exam
-    open_and_wait(window, qtbot, path)
+    with qtbot.waitSignals([window.sigExamLoaded, window.sigRecentSaved], timeout=60000):  # the list is written by a worker
+        window.open_path(str(path))
     study = window.study
     assert study.phases == list(PHASES)
     for p in PHASES:
@@ -33,7 +34,7 @@ def test_open_a_phantom_exam(window, qtbot, phantom_exam):
         assert truth["phases"][p]["series_description"] in view.title.text()
         assert view.image.image is not None
     assert window.study.patient_id == truth["patient_id"]
-    qtbot.waitUntil(lambda: str(path) in recent_exams(), timeout=5000)  # written by a worker
+    assert str(path) in recent_exams()
     assert not window.loading and window.progress.isHidden()
     assert window.case_path.exists() is False or window.case_path.is_file()
 
@@ -175,7 +176,8 @@ def test_drop_a_folder_on_the_window_opens_it(window, qtbot, phantom_exam):
 
 def test_recent_exams_menu_lists_opened_exams(window, qtbot, phantom_exam):
     path, _ = phantom_exam
-    open_and_wait(window, qtbot, path)
+    with qtbot.waitSignals([window.sigExamLoaded, window.sigRecentSaved], timeout=60000):  # written by a worker
+        window.open_path(str(path))
     window._fill_recent()
     texts = [a.text() for a in window.recent_menu.actions()]
     assert str(path) in texts

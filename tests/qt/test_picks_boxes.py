@@ -8,8 +8,8 @@ import pytest
 from PySide6.QtCore import Qt
 from qt_mouse import click, drag, pixel_to_widget
 
-from liverview.qt.exam_opening import case_key
-from liverview.qt.paths import case_file
+from liverview.qt.paths import data_dir
+from liverview.session.case_files import case_path_for
 from liverview.study.phases import PHASES
 from liverview.study.persist import load_case
 
@@ -175,11 +175,11 @@ def test_edits_survive_closing_and_reopening_the_exam(shown, qtbot):
 
     qtbot.keyClick(shown, Qt.Key.Key_Space)
     draw_box(shown, "P", (5, 6), (20, 22), qtbot)
-    path = case_file(case_key(shown.study))
+    path = case_path_for(data_dir() / "cases", shown.study)
     shown.saver.flush()
     assert shown.case_path == path and path.exists()
     picks, boxes = dict(shown.case.picks), [b.rect for b in shown.case.boxes]
-    shown.close_exam()
+    shown.session.close()
     reopened = load_case(path)
     assert reopened.picks == picks and [b.rect for b in reopened.boxes] == boxes
     shown._show_study(synthetic_study(shift_mm=1.0))
@@ -192,7 +192,7 @@ def test_edits_survive_closing_and_reopening_the_exam(shown, qtbot):
 
 def test_every_edit_is_written_before_the_next(shown, qtbot):
     writes = []
-    shown.saver.sigSaved.connect(writes.append)
+    shown.session.saved.connect(writes.append)
     for _ in range(3):
         qtbot.keyClick(shown, Qt.Key.Key_Space)
         qtbot.keyClick(shown, Qt.Key.Key_Down)
