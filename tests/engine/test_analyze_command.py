@@ -111,10 +111,13 @@ def test_windowed_export_without_window_exit_code(monkeypatch, make_case, random
 
     class Load:
         problems: list = []
+        candidates: list = []
         case_seed = None
 
     Load.study = study
-    monkeypatch.setattr(cmd, "_load_study", lambda path: (Load, None))
+    import liverview.io.loader
+
+    monkeypatch.setattr(liverview.io.loader, "load_exam", lambda path, **kwargs: Load)
     rc = main(["analyze", "export-folder", "--bundle", str(random_bundle)])
     err = capsys.readouterr().err
     assert rc == cmd.EXIT_INTENSITY and "bundle wants HU" in err and "--assume-windows" in err

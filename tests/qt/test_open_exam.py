@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pydicom
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
@@ -162,7 +162,8 @@ def test_drop_a_folder_on_the_window_opens_it(window, qtbot, phantom_exam):
     path, _ = phantom_exam
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(path))])
-    enter = QDragEnterEvent(QPointF(200, 200), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+    enter = QDragEnterEvent(QPoint(200, 200),  # QPoint: PySide6 < 6.12 has no QPointF overload
+                            Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                             Qt.KeyboardModifier.NoModifier)
     window.dragEnterEvent(enter)  # Qt delivers synthetic drops only during a real drag: call the handlers
     assert enter.isAccepted()
