@@ -9,6 +9,7 @@ import getpass
 import logging
 import os
 import threading
+import time
 import traceback
 from pathlib import Path
 from typing import Any, Callable
@@ -166,6 +167,14 @@ class ReadingSession:
         self.progress.emit("open", 0.0, f"opening {self.path}")
         post = self.post
         loader = self._loader
+        last = [0.0]
+
+        def progress(done: int, total: int, message: str) -> None:
+            # one update per 50 ms: the loader reports every slice, and each report repaints a progress bar
+            now = time.monotonic()
+            if done >= total or now - last[0] >= 0.05:
+                last[0] = now
+                post(self._load_progress, token, done / max(total, 1), message)
 
         def work() -> None:
             try:
@@ -175,7 +184,7 @@ class ReadingSession:
                     load_exam = loader
                 exam = load_exam(
                     path, phases=phases,
-                    progress=lambda done, total, msg: post(self._load_progress, token, done / max(total, 1), msg),
+                    progress=progress,
                     cancel=cancel,
                     on_study=lambda study: post(self._study_arrived, token, study),
                 )

@@ -266,3 +266,21 @@ def test_a_killed_engine_fails_the_job_and_the_next_analysis_works(make_session,
     assert message.startswith("Analysis failed:") and "engine process ended" in message
     kind, payload = run_job(s, s.request_analysis)  # restarts the engine, sends the exam again
     assert kind == "done" and s.case.findings is not None and s.analysis_state is JobState.DONE
+
+
+def test_opening_another_exam_while_an_analysis_runs_drops_its_result(make_session, open_exam, phantom_exam,
+                                                                       single_phase_exam, local_engine):
+    path, truth = phantom_exam
+    s = make_session(local_engine)
+    s.start_engine()
+    open_exam(s, path)
+    truth_picks(s, truth)
+    results = []
+    s.job_done.connect(lambda kind, payload: results.append(kind))
+    assert s.request_analysis()
+    assert "analyze" in s.jobs
+    open_exam(s, single_phase_exam)  # the running job belongs to the exam that was closed
+    assert s.run_until(lambda: not local_engine.busy(), ENGINE_TIMEOUT)
+    s.process_events(0.2)
+    assert results == [] and s.case.findings is None and not s.jobs
+    assert s.study.phases == ["V"] and s.analysis_state is JobState.IDLE
