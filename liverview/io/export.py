@@ -8,9 +8,9 @@ Accepted layout (the folder given, or its only sub-folder, or a zip of either)::
       A/  (or arterial, art, AP, HAP, 动脉期 ...)           names case-insensitive
       V/  (or venous, portal, PV, PVP, 门脉期 ...)
       D/  (or delayed, delay, DP, equilibrium, 延迟期 ...)
-        001.png  001.json    the picked slices (PNG or JPEG), natural-sort order = depth
-        002.png  002.json    order; next to an image, a LabelMe file with the same stem
-        003.png              holds its rectangles (optional)
+        001.png  001.json    the slices (PNG or JPEG), natural-sort order = depth order;
+        002.png  002.json    next to an image, a LabelMe file with the same stem holds
+        003.png              its rectangles (optional)
 
 export.json (every field optional)::
 
@@ -23,12 +23,20 @@ export.json (every field optional)::
 
 Each phase becomes one Volume with intensity "windowed" (uint8 pixels, the images in order),
 window = the export's window when given. Slice positions come from export.json, else
-0, 1, 2 ... times slice_spacing (1 mm when absent). Every image is a pick, and every
-LabelMe rectangle becomes a Box (origin "user", author "labelme").
+0, 1, 2 ... times slice_spacing (1 mm when absent). A phase of at most three images holds
+the picked slices (every image is a pick); more images are the phase's series to scroll and
+bring no picks. Every LabelMe rectangle becomes a Box (origin "user", author "labelme") on
+its image's slice.
+
+The Study's `info["identity"]` names the export by content, not by where it lies: a
+digest of the images (and export.json, which places them) and one of the LabelMe files,
+computed from the bytes read anyway, so a case saved for other images is never applied.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import re
 from pathlib import Path
@@ -40,6 +48,7 @@ from liverview.io.errors import ExamError, LabelMeError, one_line
 from liverview.io.inputs import ExamInput, open_input, walk_files
 from liverview.io.labelme import read_labelme_document
 from liverview.io.loader import CaseSeed, ExamLoad
+from liverview.io.messages import condense, plural
 from liverview.io.phase_id import keyword_phases
 from liverview.io.scan import ScanResult, display_path
 from liverview.study.case import MAX_PICKS, Box, PhaseSource, Study
@@ -115,6 +124,39 @@ def find_export_root(root: Path) -> Path | None:
     return None
 
 
+def layout_hint(root: Path, files: list[Path]) -> str | None:
+    """What to do with a folder of PNG/JPEG images that is not an export: None when it holds no images."""
+    images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
+    if not images:
+        return None
+    by_folder: dict[Path, int] = {}
+    for f in images:
+        by_folder[f.parent] = by_folder.get(f.parent, 0) + 1
+
+    def name(folder: Path) -> str:
+        rel = folder.relative_to(root).as_posix() if folder != root and folder.is_relative_to(root) else folder.name
+        return f"'{rel}'"
+
+    if len(by_folder) == 1:
+        where = name(next(iter(by_folder)))
+    else:
+        where = ", ".join(f"{name(f)} ({n})" for f, n in list(by_folder.items())[:4])
+    if len(by_folder) > 4:
+        where += f" and {len(by_folder) - 4} more folders"
+    if root in by_folder and len(by_folder) == 1:
+        why = "they sit directly in the folder, not in phase folders"
+    elif not any(folder_phase(f.name) for f in by_folder):
+        why = "no folder holding them is named for a phase"
+    else:
+        why = "their folders do not form one export (one folder per phase, in the folder opened or its only sub-folder)"
+    return (
+        f"{plural(len(images), 'PNG/JPEG image')} in {where} but no DICOM; {why}. To open images as a PACS "
+        "image export, put each phase's images in a folder named P, A, V or D (or pre, arterial, venous, delayed, "
+        "...) inside the folder you open or its only sub-folder, e.g. EXAM/A/001.jpg, EXAM/A/002.jpg (natural "
+        "name order is depth order), with LabelMe boxes beside them as EXAM/A/001.json (optional)"
+    )
+
+
 def _read_export_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -159,9 +201,12 @@ def _read_export_json(path: Path) -> dict:
     return data
 
 
-def _grey(path: Path, problems: list[str]) -> np.ndarray:
+def _grey(path: Path, problems: list[str], digest) -> np.ndarray:
+    """The image as 8-bit grey; its bytes, read once, also go into `digest`."""
     try:
-        with Image.open(path) as im:
+        data = path.read_bytes()
+        digest.update(hashlib.sha256(data).digest())
+        with Image.open(io.BytesIO(data)) as im:
             im.load()
             mode = im.mode
             if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -176,6 +221,41 @@ def _grey(path: Path, problems: list[str]) -> np.ndarray:
         raise
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise ExamError(f"{path}: not a readable image ({one_line(exc)})") from None
+
+
+LABELME_EVIDENCE = "LabelMe files sha256 "
+
+
+def _labels_evidence(source: PhaseSource | dict | None) -> str | None:
+    evidence = (source.get("evidence") if isinstance(source, dict) else getattr(source, "evidence", None)) or []
+    return next((e for e in evidence if isinstance(e, str) and e.startswith(LABELME_EVIDENCE)), None)
+
+
+def changed_labelme_phases(saved_study_block: dict, study: Study) -> list[str]:
+    """Phases whose LabelMe files differ from those a case file was saved with (its study block).
+
+    Each export phase's evidence names the digest of its LabelMe files, so a case file keeps
+    it; a case file from before that (no digest) is taken as unchanged.
+    """
+    saved = saved_study_block.get("phases") if isinstance(saved_study_block, dict) else None
+    if not isinstance(saved, dict):
+        return []
+    out = []
+    for phase, source in study.sources.items():
+        now, then = _labels_evidence(source), _labels_evidence(saved.get(phase))
+        if now is not None and then is not None and now != then:
+            out.append(phase)
+    return out
+
+
+def labelme_change_message(phases: list[str], saved_boxes: dict[str, int], seed: CaseSeed) -> str:
+    """One line for the reader: which phases' LabelMe boxes changed, how many there are now and were."""
+    parts = []
+    for p in phases:
+        now = sum(1 for b in seed.boxes if b.phase == p)
+        parts.append(f"phase {p} ({plural(now, 'box', 'boxes')}, were {saved_boxes.get(p, 0)})")
+    return ("the export's LabelMe boxes changed since your case was saved: " + ", ".join(parts)
+            + "; the new LabelMe boxes replace the old ones, your own boxes and picks are kept")
 
 
 def load_export_input(inp: ExamInput, root: Path) -> ExamLoad:
@@ -200,6 +280,9 @@ def load_export_input(inp: ExamInput, root: Path) -> ExamLoad:
     sources: dict[str, PhaseSource] = {}
     seed = CaseSeed()
     used: set[Path] = set()
+    images_digest = hashlib.sha256()
+    label_digests: dict[str, str] = {}
+    series_phases: dict[str, int] = {}
     for phase in PHASES:
         if phase not in folders:
             problems.append(f"phase {phase}: no folder in the export")
@@ -208,7 +291,8 @@ def load_export_input(inp: ExamInput, root: Path) -> ExamLoad:
         images = _images(folder)
         arrays = []
         for img in images:
-            arr = _grey(img, problems)
+            images_digest.update(f"{phase}/{img.name}\0".encode())
+            arr = _grey(img, problems, images_digest)
             if arrays and arr.shape != arrays[0].shape:
                 raise ExamError(
                     f"{img}: image is {arr.shape[1]}x{arr.shape[0]} but {images[0].name} is "
@@ -252,15 +336,11 @@ def load_export_input(inp: ExamInput, root: Path) -> ExamLoad:
             },
         )
         volumes[phase] = vol
-        sources[phase] = PhaseSource(
-            series_uid="",
-            description=folder.name,
-            evidence=[f"export folder '{folder.name}'"],
-            confidence=1.0 if folder.name.upper() == phase else 0.95,
-        )
-        seed.picks[phase] = [float(p) for p in vol.positions][:MAX_PICKS]
         if n > MAX_PICKS:
-            problems.append(f"phase {phase}: {n} images; the first {MAX_PICKS} in depth order are the picks")
+            series_phases[phase] = n  # a series to scroll, not the picked slices
+        else:
+            seed.picks[phase] = [float(p) for p in vol.positions]
+        labels = hashlib.sha256()
         for idx, k in enumerate(order):
             img = images[k]
             used.add(img)
@@ -268,6 +348,10 @@ def load_export_input(inp: ExamInput, root: Path) -> ExamLoad:
             if not ann.is_file():
                 continue
             used.add(ann)
+            try:
+                labels.update(f"{ann.name}\0".encode() + hashlib.sha256(ann.read_bytes()).digest())
+            except OSError:
+                pass  # read_labelme_document says why
             try:
                 doc = read_labelme_document(ann)
             except LabelMeError as exc:
@@ -283,8 +367,25 @@ def load_export_input(inp: ExamInput, root: Path) -> ExamLoad:
                           origin="user", author="labelme", label=label)
                 box.patient = [[round(c, 3) for c in corner] for corner in vol.box_to_patient(x0, y0, x1, y1, idx)]
                 seed.boxes.append(box)
+        label_digests[phase] = labels.hexdigest()
+        sources[phase] = PhaseSource(
+            series_uid="",
+            description=folder.name,
+            evidence=[f"export folder '{folder.name}'", LABELME_EVIDENCE + label_digests[phase][:32]],
+            confidence=1.0 if folder.name.upper() == phase else 0.95,
+        )
     if not volumes:
         raise ExamError(f"{root}: no phase folders with images")
+    if series_phases:
+        which = ", ".join(f"{p} ({n})" for p, n in series_phases.items())
+        problems.append(
+            f"full series exported for phase{'s' if len(series_phases) > 1 else ''} {which}: these images are "
+            f"slices to scroll, not picks (an export of picks holds at most {MAX_PICKS} images a phase); "
+            "pick the slices, or let auto-pick choose"
+        )
+    if meta_path.is_file():
+        images_digest.update(b"export.json\0" + hashlib.sha256(meta_path.read_bytes()).digest())
+    all_labels = hashlib.sha256("".join(f"{p}={d};" for p, d in label_digests.items()).encode())
     used.add(meta_path)
     skipped = [
         (display_path(inp, f), "not part of the export layout (phase folders of PNG/JPEG + LabelMe JSON)")
@@ -301,9 +402,18 @@ def load_export_input(inp: ExamInput, root: Path) -> ExamLoad:
         study_uid=str(config.get("study_uid", "") or ""),
         patient_id=str(config.get("patient_id", "") or root.name),
         path=inp.path,
-        info={"source": "export", "export_json": meta_path.is_file()},
+        info={
+            "source": "export",
+            "export_json": meta_path.is_file(),
+            "identity": {
+                "kind": "export",
+                "images_sha256": images_digest.hexdigest(),
+                "labels_sha256": all_labels.hexdigest(),
+                "labels_sha256_by_phase": label_digests,
+            },
+        },
     )
-    return ExamLoad(study=study, scan=result, problems=problems, candidates=[], case_seed=seed)
+    return ExamLoad(study=study, scan=result, problems=condense(problems), candidates=[], case_seed=seed)
 
 
 def load_export(path) -> ExamLoad:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from liverview.io.errors import ExamError
+from liverview.io.messages import condense, condense_skipped, plural
 from liverview.io.series import DEFAULT_MAX_PIXEL_BYTES, SeriesRecord, StudyRecord
 from liverview.study.phases import PHASE_NAMES, PHASES
 
@@ -37,7 +38,8 @@ def _spacing(s: SeriesRecord) -> str:
 
 def _series_line(s: SeriesRecord) -> str:
     matrix = f"{s.matrix[1]}x{s.matrix[0]}" if s.matrix else "-"
-    return f"{s.label} [{s.modality or '?'}] {s.n_slices} slices ({s.n_files} files), {matrix}, spacing {_spacing(s)}"
+    return (f"{s.label} [{s.modality or '?'}] {plural(s.n_slices, 'slice')} ({plural(s.n_files, 'file')}), "
+            f"{matrix}, spacing {_spacing(s)}")
 
 
 def _print_study(st: StudyRecord, out) -> None:
@@ -62,7 +64,9 @@ def _print_study(st: StudyRecord, out) -> None:
             if s.is_candidate:
                 for line in s.guess.evidence[1:]:
                     print(f"      evidence: {line}", file=out)
-    print("  uid of each phase series: " + ", ".join(f"{p}={st.phases[p]}" for p in PHASES if p in st.phases), file=out)
+    if st.phases:
+        print("  uid of each phase series: " + ", ".join(f"{p}={st.phases[p]}" for p in PHASES if p in st.phases),
+              file=out)
 
 
 def _run_export(inp, root: Path, out) -> int:
@@ -78,11 +82,17 @@ def _run_export(inp, root: Path, out) -> int:
             continue
         boxes = sum(1 for b in load.case_seed.boxes if b.phase == phase)
         window = f"window {vol.window[0]:g}/{vol.window[1]:g}" if vol.window else "window unknown"
+        picks = len(load.case_seed.picks.get(phase, []))
+        role = f"{plural(picks, 'pick')}" if picks else "a series to scroll, no picks"
         print(
-            f"  phase {phase} ({PHASE_NAMES[phase]}): folder '{vol.description}', {vol.shape[0]} images "
-            f"{vol.shape[2]}x{vol.shape[1]}, {window}, {boxes} LabelMe boxes",
+            f"  phase {phase} ({PHASE_NAMES[phase]}): folder '{vol.description}', {plural(vol.shape[0], 'image')} "
+            f"{vol.shape[2]}x{vol.shape[1]} ({role}), {window}, {plural(boxes, 'LabelMe box', 'LabelMe boxes')}",
             file=out,
         )
+    identity = study.info.get("identity") or {}
+    if identity:
+        print(f"  identity: images sha256 {identity['images_sha256'][:16]}, "
+              f"LabelMe files sha256 {identity['labels_sha256'][:16]}", file=out)
     _print_tail(load.scan.skipped, load.problems, 20, out)
     return EXIT_ALL_PHASES if len(study.phases) == 4 else EXIT_MISSING_PHASES
 
@@ -90,18 +100,20 @@ def _run_export(inp, root: Path, out) -> int:
 def _print_tail(skipped, problems, max_skipped: int, out) -> None:
     if skipped:
         print(f"skipped files: {len(skipped)}", file=out)
-        for p, reason in skipped[:max_skipped]:
-            print(f"  {p}: {reason}", file=out)
-        if len(skipped) > max_skipped:
-            print(f"  ... and {len(skipped) - max_skipped} more", file=out)
+        lines = condense_skipped(skipped)
+        for line in lines[:max_skipped]:
+            print(f"  {line}", file=out)
+        if len(lines) > max_skipped:
+            print(f"  ... and {len(lines) - max_skipped} more", file=out)
     print(f"problems: {len(problems)}" + ("" if problems else " (none)"), file=out)
-    for line in problems:
+    for line in condense(problems):
         print(f"  - {line}", file=out)
 
 
 def run(args: argparse.Namespace) -> int:
     from liverview.io.export import find_export_root
     from liverview.io.inputs import open_input
+    from liverview.io.loader import image_hint
     from liverview.io.scan import scan_input
 
     out = sys.stdout
@@ -117,15 +129,19 @@ def run(args: argparse.Namespace) -> int:
         result = scan_input(inp, max_pixel_bytes=int(args.max_pixel_gib * 1024**3))
         kinds = {"folder": "folder", "zip": "zip archive", "dicomdir": "DICOMDIR", "file": "file"}
         print(
-            f"{result.path}: {kinds.get(result.kind, result.kind)}, {result.n_files} files, "
-            f"{len(result.studies)} studies, {len(result.series)} series",
+            f"{result.path}: {kinds.get(result.kind, result.kind)}, {plural(result.n_files, 'file')}, "
+            f"{plural(len(result.studies), 'study', 'studies')}, {plural(len(result.series), 'series', 'series')}",
             file=out,
         )
         for st in result.studies:
             _print_study(st, out)
         _print_tail(result.skipped, result.all_problems(), args.skipped, out)
         if not result.studies:
-            print(f"liverview info: {result.path}: no DICOM images found", file=sys.stderr)
+            hint = image_hint(result)
+            if hint is None and result.kind == "dicomdir" and not result.n_files:
+                hint = "none of the files the DICOMDIR lists is here (copy the whole folder it sits in)"
+            print(f"liverview info: {result.path}: no DICOM images found" + (f"; {hint}" if hint else ""),
+                  file=sys.stderr)
             return EXIT_UNREADABLE
         complete = all(len(st.phases) == 4 for st in result.studies)
         return EXIT_ALL_PHASES if complete else EXIT_MISSING_PHASES

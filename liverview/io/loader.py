@@ -9,6 +9,7 @@ decoding starts so a viewer can show slices as they arrive.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ from liverview.io.errors import ExamError, LoadCancelled, one_line
 from liverview.io.headers import as_float
 from liverview.io.inputs import open_input
 from liverview.io.matching import overlap_problems
+from liverview.io.messages import condense, plural
 from liverview.io.phase_id import assign_phases
 from liverview.io.pixels import can_read_native, decode_error, decode_file, native_fast_path, read_native, read_native_int16, store_hu
 from liverview.io.scan import Progress, ScanResult, is_cancelled, scan_input
@@ -32,7 +34,7 @@ from liverview.study.volume import HU, Volume, affine_from_dicom
 
 @dataclass
 class CaseSeed:
-    """Picks and boxes an exam brings with it (PACS exports: every image is a pick)."""
+    """Picks and boxes an exam brings with it (PACS exports: its LabelMe boxes, and picks when it holds only picks)."""
 
     picks: dict[str, list[float]] = field(default_factory=dict)
     boxes: list[Box] = field(default_factory=list)
@@ -43,6 +45,22 @@ class CaseSeed:
             case.set_all_picks(self.picks)
         if self.boxes:
             case.replace_boxes("user", [dataclasses.replace(b) for b in self.boxes])
+
+    def replace_labelme_boxes(self, case, phases: list[str]) -> dict[str, int]:
+        """In `phases`, put this seed's LabelMe boxes in place of the case's; the reader's own boxes stay.
+
+        Returns how many LabelMe boxes each of those phases had before.
+        """
+        before: dict[str, int] = {}
+        kept = []
+        for b in case.boxes:
+            if b.origin == "user" and b.author == "labelme" and b.phase in phases:
+                before[b.phase] = before.get(b.phase, 0) + 1
+            elif b.origin == "user":
+                kept.append(b)
+        new = [dataclasses.replace(b) for b in self.boxes if b.phase in phases]
+        case.replace_boxes("user", kept + new)
+        return before
 
 
 @dataclass(eq=False)
@@ -74,12 +92,36 @@ def choose_study(result: ScanResult, study_uid: str | None) -> StudyRecord:
 def _nothing_usable(result: ScanResult) -> str:
     series = result.series
     if not series:
-        return f"no DICOM images found ({result.n_files} files, {len(result.skipped)} skipped)"
+        found = f"no DICOM images found ({plural(result.n_files, 'file')}, {len(result.skipped)} skipped)"
+        hint = image_hint(result)
+        return f"{found}; {hint}" if hint else found
     reasons: dict[str, int] = {}
     for s in series:
         reasons[s.not_offered or "?"] = reasons.get(s.not_offered or "?", 0) + 1
     top = "; ".join(f"{n} x {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
     return f"no CT series usable as a phase ({len(series)} series: {top})"
+
+
+def image_hint(result: ScanResult) -> str | None:
+    """The export layout to use when the location holds PNG/JPEG images but no DICOM (else None)."""
+    from liverview.io.export import layout_hint
+
+    if result.series or result.input is None:
+        return None
+    return layout_hint(result.input.root, list(result.input.files))
+
+
+def dicom_identity(st: StudyRecord, series: dict[str, SeriesRecord]) -> dict:
+    """What names a DICOM exam by content, from headers only: its UIDs and a digest of each phase's SOP Instance UIDs."""
+    return {
+        "kind": "dicom",
+        "study_uid": st.uid,
+        "series_uids": {p: s.uid for p, s in series.items()},
+        "sop_sha256": {
+            p: hashlib.sha256("\n".join(sorted({sl.header.sop_instance for sl in s.slices})).encode()).hexdigest()
+            for p, s in series.items()
+        },
+    }
 
 
 def _apply_override(result: ScanResult, st: StudyRecord, phases: dict[str, str]) -> None:
@@ -341,6 +383,7 @@ def build_study(result: ScanResult, st: StudyRecord) -> tuple[Study, dict[str, S
             "study_date": st.date,
             "study_description": st.description,
             "source": result.kind,
+            "identity": dicom_identity(st, series),
         },
     )
     return study, series
@@ -384,7 +427,7 @@ def load_dicom(
         problems.append("phases have different FrameOfReferenceUIDs: they are matched by position all the same")
     problems.extend(overlap_problems(study))
     candidates = [s for s in st.series if s.is_candidate or s.uid in st.phases.values()]
-    return ExamLoad(study=study, scan=result, problems=problems, candidates=candidates, record=st)
+    return ExamLoad(study=study, scan=result, problems=condense(problems), candidates=candidates, record=st)
 
 
 def load_exam(

@@ -95,13 +95,20 @@ class SeriesRecord:
 
     @property
     def label(self) -> str:
-        """How problems name this series: number and description, else the UID."""
+        """How problems name this series: number, description and the end of its UID, so two never read alike."""
         parts = []
         if self.number is not None:
             parts.append(f"#{self.number}")
         if self.description:
             parts.append(f"'{self.description}'")
-        return "series " + (" ".join(parts) if parts else self.uid or "(no SeriesInstanceUID)")
+        has_uid = bool(self.uid) and not self.uid.startswith("(")  # "(no SeriesInstanceUID: ...)" groups
+        if not has_uid:
+            parts.append("(no SeriesInstanceUID)")
+        elif parts:
+            parts.append(f"(…{self.uid[-6:].lstrip('.')})")
+        else:
+            parts.append(self.uid)
+        return "series " + " ".join(parts)
 
     @property
     def matrix(self) -> tuple[int, int] | None:
@@ -298,7 +305,8 @@ def analyze_series(uid: str, headers: list[SliceHeader], max_pixel_bytes: int = 
             return rec
     for h in images:
         if h.rows <= 0 or h.cols <= 0 or h.bits_allocated not in (1, 8, 16, 32, 64):
-            rec.refusal = f"invalid image description: Rows={h.rows} Columns={h.cols} BitsAllocated={h.bits_allocated}"
+            rec.refusal = "invalid image description: " + ", ".join(
+                f"{k}={h.v[k]}" if h.v.get(k) is not None else f"{k} missing" for k in ("Rows", "Columns", "BitsAllocated"))
             rec.not_offered = rec.refusal
             return rec
 
@@ -425,7 +433,8 @@ def group_studies(headers: list[SliceHeader], max_pixel_bytes: int = DEFAULT_MAX
         if not study_uid:
             study.problems.append("files without StudyInstanceUID grouped into one study")
         if missing_series[study_uid]:
-            study.problems.append(f"{missing_series[study_uid]} files without SeriesInstanceUID grouped by series number")
+            n = missing_series[study_uid]
+            study.problems.append(f"{n} file{'' if n == 1 else 's'} without SeriesInstanceUID grouped by series number")
         for series_uid, hs in series_map.items():
             study.series.append(analyze_series(series_uid, hs, max_pixel_bytes))
         study.series.sort(key=lambda s: (s.time or dt.datetime.max, s.number if s.number is not None else 1 << 30, s.uid))

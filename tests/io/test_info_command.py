@@ -15,8 +15,9 @@ def test_info_prints_phases_with_evidence_and_problems(tmp_path, exam_writer, ca
     rc = main(["info", str(tmp_path)])
     out = capsys.readouterr().out
     assert rc == 0
-    assert "1 studies, 4 series" in out
-    assert "phase A (arterial): series #2 'ART 5.0' [CT] 6 slices (6 files), 16x12, spacing 2.5 x 0.7 x 0.8 mm" in out
+    assert "1 study, 4 series" in out
+    assert "phase A (arterial): series #2 'ART 5.0' (…" in out
+    assert "[CT] 6 slices (6 files), 16x12, spacing 2.5 x 0.7 x 0.8 mm" in out
     assert "evidence: description 'ART 5.0' names arterial ('art')" in out
     assert "readme.txt: not a DICOM file" in out
     assert "problems: 0 (none)" in out
@@ -54,4 +55,5 @@ def test_info_on_an_export_folder(tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0
     assert "PACS image export (windowed 8-bit images, not HU)" in out
-    assert "phase V (portal venous): folder 'V', 3 images 10x8, window unknown, 3 LabelMe boxes" in out
+    assert "phase V (portal venous): folder 'V', 3 images 10x8 (3 picks), window unknown, 3 LabelMe boxes" in out
+    assert "identity: images sha256 " in out
