@@ -57,13 +57,15 @@ def load_classifier(bundle: Bundle, key: str) -> Classifier:
     entry = bundle.model(key)
     where = bundle.folder / entry["file"]
     try:
-        net = build_classifier(entry["backbone"], len(entry["classes"]), len(PHASES), int(entry["input_size"]), entry.get("arch_args"))
+        with torch.device("meta"):  # shapes only: the random initialisation would be overwritten at once
+            net = build_classifier(entry["backbone"], len(entry["classes"]), len(PHASES), int(entry["input_size"]),
+                                   entry.get("arch_args"))
     except (ValueError, TypeError) as exc:
         raise BundleError(f"{bundle.folder / 'manifest.json'}: models.{key}: cannot build the network ({exc})") from None
     state = bundle.state_dict(key)
     own = net.state_dict()
     try:
-        net.load_state_dict({k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}, strict=True)
+        net.load_state_dict({k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}, strict=True, assign=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise BundleError(f"{where}: weights do not fit the {entry['backbone']} the manifest describes ({first})") from None

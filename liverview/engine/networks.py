@@ -7,7 +7,8 @@ from typing import Callable
 
 import torch
 from torch import nn
-from torchvision.models import densenet, resnet, vision_transformer
+
+from liverview.engine import resnet
 
 BACKBONES = ("resnet18", "densenet121", "vit")
 
@@ -50,11 +51,12 @@ def _first_conv_path(backbone: str) -> str:
 def _build_rgb(backbone: str, num_classes: int, input_size: int, args: dict) -> nn.Module:
     if backbone == "resnet18":
         return resnet.ResNet(
-            resnet.BasicBlock,
             list(args["layers"]),
             num_classes=num_classes,
             zero_init_residual=bool(args.get("zero_init_residual", False)),
         )
+    from torchvision.models import densenet, vision_transformer  # slow to import: only for these backbones
+
     if backbone == "densenet121":
         return densenet.DenseNet(
             growth_rate=int(args["growth_rate"]),
@@ -103,6 +105,8 @@ def _load_imagenet(model: nn.Module, backbone: str, input_size: int, path: Path)
     if backbone == "vit" and "encoder.pos_embedding" in state:
         patch = model.patch_size
         if state["encoder.pos_embedding"].shape != model.encoder.pos_embedding.shape:
+            from torchvision.models import vision_transformer
+
             state = vision_transformer.interpolate_embeddings(input_size, patch, state)
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}

@@ -49,13 +49,19 @@ def run_viewer(args) -> int:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QTimer
 
+    from liverview.engine.client import EngineClient
+    from liverview.qt.settings import stored_bundle
+
+    engine = EngineClient(args.bundle or stored_bundle())
+    engine.start()  # torch loads in the engine process while the window is built
+
     from liverview.qt import crashlog
     from liverview.qt.main_window import MainWindow
     from liverview.qt.paths import log_dir
 
     app = make_app()
     crashlog.install(log_dir())
-    window = MainWindow(bundle_dir=args.bundle)
+    window = MainWindow(engine=engine)
     crashlog.set_notifier(window.show_error)
     window.show()
     app.processEvents()  # the first expose and paint
@@ -70,7 +76,7 @@ def run_viewer(args) -> int:
             from liverview.qt.main_window import report_startup
 
             report_startup(window, launched, report)
-    QTimer.singleShot(0, window.start_engine)  # torch loads in the engine process, after the window shows
+    QTimer.singleShot(0, window.start_engine)  # hands the engine the exam once one is open
 
     driver = None
     if args.screenshot:

@@ -16,7 +16,7 @@ from liverview.qt.cam_overlay import CamSource
 from liverview.qt.paths import data_dir
 from liverview.qt.phase_dialog import PhaseDialog, rows_from_candidates
 from liverview.qt.phase_grid import PRESETS
-from liverview.qt.settings import add_recent_exam, clear_recent_exams, recent_exams, settings
+from liverview.qt.settings import add_recent_exam, clear_recent_exams, recent_exams, settings, stored_bundle
 from liverview.qt.workers import Task, TaskRunner
 from liverview.session import ReadingSession
 from liverview.study.case import MAX_PICKS, Study
@@ -61,15 +61,14 @@ class MainWindow(QMainWindow):
     sigRecentSaved = Signal(str)  # the recent-exams list was written (from a worker)
     sigStale = Signal(bool)
 
-    def __init__(self, bundle_dir: str | None = None, engine_threads: int = 0) -> None:
+    def __init__(self, bundle_dir: str | None = None, engine_threads: int = 0, engine: EngineClient | None = None) -> None:
         super().__init__()
         self.setWindowTitle(f"liverview — {RESEARCH_NOTICE}")
         self.resize(1500, 950)
         self.setAcceptDrops(True)
         self.runner = TaskRunner(self)
         self.poster = QtPoster(self)
-        stored_bundle = settings().value("engine/bundle", "")
-        self.engine = EngineClient(bundle_dir or (str(stored_bundle) if stored_bundle else None), engine_threads)
+        self.engine = engine or EngineClient(bundle_dir or stored_bundle(), engine_threads)
         self.session = ReadingSession(self.engine, case_dir=data_dir() / "cases", post=self.poster.post)
         self.user = self.session.user
         self.cam = CamSource(None)

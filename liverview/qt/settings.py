@@ -16,6 +16,12 @@ def settings() -> QSettings:
     return QSettings(str(settings_file()), QSettings.Format.IniFormat)
 
 
+def stored_bundle() -> str | None:
+    """The model bundle folder the user chose last (Analysis > Choose model bundle folder), if any."""
+    value = settings().value("engine/bundle", "")
+    return str(value) if value else None
+
+
 def recent_exams() -> list[str]:
     value = settings().value("recent/exams", [])
     if isinstance(value, str):  # QSettings returns a bare string for one-element lists

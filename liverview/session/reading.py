@@ -296,6 +296,13 @@ class ReadingSession:
         case = self.case
         if exam.case_seed is not None and not self.case_restored and not case.boxes and not any(case.picks.values()):
             exam.case_seed.apply(case)
+        from liverview.io.export import changed_labelme_phases, labelme_change_message  # loaded by the load already
+
+        changed = changed_labelme_phases(saved_study_block(self.case_path), exam.study) if (
+            exam.case_seed is not None and self.case_restored) else []
+        if changed:  # the images are the same (the case key says so) but the LabelMe files are not: theirs win
+            before = exam.case_seed.replace_labelme_boxes(case, changed)
+            self.add_problem(labelme_change_message(changed, before, exam.case_seed))
         if self._restore_phase_override():
             return
         self._share_with_engine()
@@ -377,6 +384,10 @@ class ReadingSession:
         engine.job_done.connect(lambda job, payload: post(self._job_done, job, payload))
         engine.job_failed.connect(lambda job, exc: post(self._job_failed, job, exc))
         engine.job_cancelled.connect(lambda job: post(self._job_cancelled, job))
+        if engine.state != "stopped":  # started before the session (the viewer starts it first thing)
+            post(self._engine_state, engine.state)
+            if engine.card is not None:
+                post(self._engine_bundle, engine.card)
 
     def start_engine(self) -> None:
         """Start the engine (torch and the bundle load in the background) and hand it the exam."""
