@@ -1,8 +1,10 @@
-"""Model bundles: manifest.json (plain data) + safetensors weights, each file checked by size and sha256.
+"""Model bundles: manifest.json (plain data, sealed by manifest.sha256) + safetensors weights, each checked by size and sha256.
 
-Nothing is ever unpickled: a manifest that names a pickle-based weight file (.pt, .pth,
-.pkl, ...) is refused before any byte of it is read, and weights are read from the very
-bytes that were hashed.
+A bundle is input like any other: the manifest is read with size and nesting caps and every
+field is checked (liverview.engine.manifest) before anything is built from it. Nothing is ever
+unpickled: a manifest that names a pickle-based weight file (.pt, .pth, .pkl, ...) is refused
+before any byte of it is read; weight files must be regular files (no links, FIFOs or devices),
+their size is compared before they are read, and weights come from the very bytes that were hashed.
 """
 
 from __future__ import annotations
@@ -12,26 +14,32 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from safetensors.torch import load as _st_load
 from safetensors.torch import save as _st_save
 
+from liverview.engine import manifest as _m
 from liverview.engine.errors import BundleError
-from liverview.findings.vocabulary import MODEL_CLASSES
-from liverview.study.atomic import write_bytes_atomic, write_json_atomic
+from liverview.engine.manifest import (  # noqa: F401  (names callers take from here)
+    CLASSES,
+    INTENSITIES,
+    MANIFEST,
+    MODEL_KEYS,
+    PICKLE_SUFFIXES,
+    SEAL,
+    TASK,
+    WEIGHT_SUFFIX,
+    seal_manifest,
+)
+from liverview.study.atomic import write_bytes_atomic
 from liverview.study.phases import PHASES, WINDOWS
 
-MANIFEST = "manifest.json"
-TASK = "liver-tumor-two-stage"
-MODEL_KEYS = ("detector", "stage1", "benign", "malignant")
-CLASSES = {k: list(v) for k, v in MODEL_CLASSES.items()}  # lists: compared with the manifest's JSON arrays
-INTENSITIES = ("HU", "windowed")
-WEIGHT_SUFFIX = ".safetensors"
-PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
 RESEARCH_NOTICE = "Research use only; not for clinical decisions."
+UNSEALED_NOTE = f"manifest not sealed: the bundle has no {SEAL}, so a change to its manifest cannot be told"
+MAX_PARAMETERS = 200_000_000  # per classifier; the largest the allowed arch_args build is ~110 M
 
 
 @dataclass
@@ -43,10 +51,16 @@ class Bundle:
     manifest_sha256: str
     paths: dict[str, Path]
     _blobs: dict[str, bytes] = field(default_factory=dict, repr=False)
+    sealed: bool = False  # manifest.sha256 present and matching (a bundle without one still loads, with a note)
 
     @property
     def name(self) -> str:
         return str(self.manifest["name"])
+
+    @property
+    def notes(self) -> list[str]:
+        """What a reader should know about how far the bundle could be verified."""
+        return [] if self.sealed else [UNSEALED_NOTE]
 
     @property
     def version(self) -> str:
@@ -83,6 +97,7 @@ class Bundle:
             "name": self.name,
             "version": self.version,
             "manifest_sha256": self.manifest_sha256,
+            "manifest_seal": f"{SEAL} verified" if self.sealed else UNSEALED_NOTE,
             "folder": str(self.folder),
             "task": m.get("task"),
             "training_data": m.get("training_data"),
@@ -144,7 +159,7 @@ def write_bundle(
     write manifest.json atomically last.
 
     When manifest["models"] has an entry `name` without a "file", it is set to the file written.
-    Returns the manifest as written.
+    Returns the manifest as written; manifest.sha256 beside it seals those bytes.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -167,153 +182,72 @@ def write_bundle(
         if isinstance(models.get(name), dict):
             models[name].setdefault("file", filename)
     validate_manifest(manifest, folder / MANIFEST)
-    write_json_atomic(folder / MANIFEST, manifest)
+    raw = json.dumps(manifest, indent=2, sort_keys=False).encode("utf-8")
+    # the seal first: an interrupted write leaves a seal the old manifest does not match (refused), never an unsealed new one
+    write_bytes_atomic(folder / SEAL, _m.seal_text(raw).encode("ascii"))
+    write_bytes_atomic(folder / MANIFEST, raw)
     return manifest
 
 
-def _fail(where: Path, field_name: str, why: str) -> BundleError:
-    return BundleError(f"{where}: {field_name}: {why}")
+def check_networks(m: dict, where: Path) -> None:
+    """What needs the networks to check: each cam_target_layer names a module of its network (built on
+    torch's meta device: no memory), the network is of a sane size, and a detector description
+    ("yaml") is the engine's own network for the named arch."""
+    from liverview.engine.networks import build_classifier
 
+    models = m["models"]
+    for key in CLASSES:
+        entry = models[key]
+        try:
+            with torch.device("meta"):
+                net = build_classifier(entry["backbone"], 2, len(PHASES), entry["input_size"], entry.get("arch_args") or {})
+        except (ValueError, TypeError, RuntimeError) as exc:
+            raise _m._fail(where, f"models.{key}.arch_args", f"{entry['backbone']} cannot be built ({_m.show(str(exc), 120)[1:-1]})") from None
+        n = sum(p.numel() for p in net.parameters())
+        if n > MAX_PARAMETERS:
+            raise _m._fail(where, f"models.{key}.arch_args", f"the network would have {n:,} parameters, more than {MAX_PARAMETERS:,}")
+        layer = entry["cam_target_layer"]
+        try:
+            net.get_submodule(layer)
+        except AttributeError:
+            raise _m._fail(where, f"models.{key}.cam_target_layer", f"{layer!r} is not a module of the {entry['backbone']} network") from None
+    det = models["detector"]
+    if isinstance(det.get("yaml"), dict):
+        from liverview.engine.yolo import described_arch
 
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _prob(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= float(value) <= 1.0
+        try:
+            described_arch(det["yaml"], det["arch"])
+        except ValueError as exc:
+            raise _m._fail(where, "models.detector.yaml", f"not the engine's {det['arch']} ({exc}); "
+                           "detectors are built from the engine's own description only") from None
 
 
 def validate_manifest(m: Any, where: Path) -> None:
-    """Raise BundleError naming the first manifest field that is missing or wrong."""
-    if not isinstance(m, dict):
-        raise BundleError(f"{where}: the manifest must be a JSON object")
-    for key in ("name", "version", "task", "phase_order", "windows", "intensity", "models", "files"):
-        if key not in m:
-            raise _fail(where, key, "missing")
-    if m["task"] != TASK:
-        raise _fail(where, "task", f"expected {TASK!r}, got {m['task']!r}")
-    if list(m["phase_order"]) != list(PHASES):
-        raise _fail(where, "phase_order", f"expected {list(PHASES)}, got {m['phase_order']!r}")
-    if m["intensity"] not in INTENSITIES:
-        raise _fail(where, "intensity", f"expected one of {list(INTENSITIES)}, got {m['intensity']!r}")
-    windows = m["windows"]
-    if not isinstance(windows, dict) or set(windows) != set(PHASES):
-        raise _fail(where, "windows", f"expected [level, width] for each of {list(PHASES)}")
-    for p, lw in windows.items():
-        if not (isinstance(lw, (list, tuple)) and len(lw) == 2 and float(lw[1]) > 0):
-            raise _fail(where, f"windows.{p}", f"expected [level, width > 0], got {lw!r}")
-    files = m["files"]
-    if not isinstance(files, dict):
-        raise _fail(where, "files", "expected an object {filename: {sha256, size}}")
-    models = m["models"]
-    if not isinstance(models, dict):
-        raise _fail(where, "models", "expected an object")
-    for key in MODEL_KEYS:
-        entry = models.get(key)
-        if not isinstance(entry, dict):
-            raise _fail(where, f"models.{key}", "missing")
-        if "file" not in entry:
-            raise _fail(where, f"models.{key}.file", "missing")
-        if entry["file"] not in files:
-            raise _fail(where, f"models.{key}.file", f"{entry['file']!r} is not listed in files")
-        if not _positive_int(entry.get("input_size")):
-            raise _fail(where, f"models.{key}.input_size", f"expected a positive integer, got {entry.get('input_size')!r}")
-    det = models["detector"]
-    if not str(det.get("arch", "")).startswith("yolov8"):
-        raise _fail(where, "models.detector.arch", f"expected yolov8n/s/m/l/x, got {det.get('arch')!r}")
-    if det.get("channels") != len(PHASES):
-        raise _fail(where, "models.detector.channels", f"expected {len(PHASES)}, got {det.get('channels')!r}")
-    if det["input_size"] % 32:
-        raise _fail(where, "models.detector.input_size", f"must be a multiple of 32 (YOLOv8 stride), got {det['input_size']}")
-    for k in ("conf", "iou"):
-        if not _prob(det.get(k)):
-            raise _fail(where, f"models.detector.{k}", f"expected a number in [0, 1], got {det.get(k)!r}")
-    from liverview.engine.networks import BACKBONES  # torchvision only when a manifest is checked
-
-    for key, classes in CLASSES.items():
-        entry = models[key]
-        if entry.get("backbone") not in BACKBONES:
-            raise _fail(where, f"models.{key}.backbone", f"expected one of {list(BACKBONES)}, got {entry.get('backbone')!r}")
-        if list(entry.get("classes") or []) != classes:
-            raise _fail(where, f"models.{key}.classes", f"expected {classes}, got {entry.get('classes')!r}")
-        norm = entry.get("normalisation")
-        if not (
-            isinstance(norm, dict)
-            and len(norm.get("mean") or []) == len(PHASES)
-            and len(norm.get("std") or []) == len(PHASES)
-            and all(float(s) > 0 for s in norm["std"])
-        ):
-            raise _fail(where, f"models.{key}.normalisation", "expected {mean: [4 numbers], std: [4 positive numbers]}")
-        margin = entry.get("roi_margin")
-        if not (isinstance(margin, (int, float)) and not isinstance(margin, bool) and margin >= 0):
-            raise _fail(where, f"models.{key}.roi_margin", f"expected a number >= 0, got {margin!r}")
-        if not isinstance(entry.get("cam_target_layer"), str):
-            raise _fail(where, f"models.{key}.cam_target_layer", "expected a module name")
-        if not isinstance(entry.get("arch_args", {}), dict):
-            raise _fail(where, f"models.{key}.arch_args", "expected an object")
-    if not _prob(models["stage1"].get("threshold")):
-        raise _fail(where, "models.stage1.threshold", f"expected a number in [0, 1], got {models['stage1'].get('threshold')!r}")
-
-
-def _check_filename(folder: Path, filename: str) -> Path:
-    pure = PurePosixPath(filename)
-    if pure.is_absolute() or len(pure.parts) != 1 or filename in (".", "..") or "\\" in filename:
-        raise BundleError(f"{folder / MANIFEST}: files: {filename!r} must be a plain file name inside the bundle")
-    suffix = pure.suffix.lower()
-    if suffix in PICKLE_SUFFIXES:
-        raise BundleError(
-            f"{folder / filename}: refused: {suffix} weight files are Python pickles that can run code "
-            f"when loaded; bundles carry {WEIGHT_SUFFIX} weights only (the file was not read)"
-        )
-    if suffix != WEIGHT_SUFFIX:
-        raise BundleError(f"{folder / filename}: refused: weight files must be {WEIGHT_SUFFIX}, not {suffix or 'no suffix'}")
-    return folder / filename
+    """Raise BundleError naming the first manifest field that is missing, of the wrong type or out of range."""
+    _m.validate_manifest(m, where)
+    check_networks(m, where)
 
 
 def load_bundle(folder: str | os.PathLike) -> Bundle:
-    """Read manifest.json, check it, and verify every listed file's size and sha256.
+    """Read manifest.json (capped), check its seal and every field, then read and verify each listed file.
 
-    Raises BundleError naming the folder or file: missing bundle, unreadable or invalid
-    manifest, pickle-based weights (refused unread), size or sha256 mismatch (both hashes).
+    Raises BundleError naming the folder, file or manifest field: missing bundle, unreadable,
+    oversized, too deeply nested or invalid manifest, a manifest that does not match its seal,
+    pickle-based weights (refused unread), links, FIFOs and devices (refused unread), size
+    mismatch (before reading), sha256 mismatch (both hashes).
     """
     folder = Path(folder)
     mpath = folder / MANIFEST
-    if not folder.is_dir():
-        raise BundleError(f"{folder}: no model bundle folder here")
-    try:
-        raw = mpath.read_bytes()
-    except FileNotFoundError:
-        raise BundleError(f"{mpath}: missing; a bundle folder holds manifest.json and its weight files") from None
-    except OSError as exc:
-        raise BundleError(f"{mpath}: cannot be read ({exc.strerror or exc})") from None
-    try:
-        manifest = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{mpath}: not valid JSON ({exc})") from None
+    raw, manifest, sealed = _m.read_manifest(folder)
     if isinstance(manifest, dict) and isinstance(manifest.get("files"), dict):
         for filename in manifest["files"]:  # refuse pickles before anything else is looked at
-            _check_filename(folder, str(filename))
+            _m.check_filename(folder, filename, mpath)
     validate_manifest(manifest, mpath)
     paths, blobs = {}, {}
     for filename, meta in manifest["files"].items():
-        path = _check_filename(folder, filename)
-        if not isinstance(meta, dict) or "sha256" not in meta or "size" not in meta:
-            raise BundleError(f"{mpath}: files.{filename}: expected {{sha256, size}}")
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise BundleError(f"{path}: listed in the manifest but missing") from None
-        except OSError as exc:
-            raise BundleError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-        digest = sha256_bytes(data)
-        if len(data) != meta["size"] or digest != meta["sha256"]:
-            raise BundleError(
-                f"{path}: checksum mismatch, refusing the bundle: manifest says sha256 {meta['sha256']} "
-                f"({meta['size']} bytes), file has sha256 {digest} ({len(data)} bytes)"
-            )
-        paths[filename] = path
-        blobs[filename] = data
-    return Bundle(folder, manifest, sha256_bytes(raw), paths, blobs)
+        blobs[filename] = _m.read_weight(folder, filename, meta, mpath)
+        paths[filename] = folder / filename
+    return Bundle(folder, manifest, sha256_bytes(raw), paths, blobs, sealed=sealed)
 
 
 def default_windows() -> dict[str, list[float]]:

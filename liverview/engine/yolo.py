@@ -2,7 +2,8 @@
 
 ultralytics is told to stay offline and to keep its settings in liverview's cache folder
 before it is imported. Weights never go through ultralytics' .pt checkpoint loader (it unpickles): the network
-is built from the vendored YAML and its state dict is loaded from safetensors by the bundle.
+is built from the vendored YAML only (never from a manifest's description, which ultralytics
+would partly eval) and its state dict is loaded from safetensors by the bundle.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ PAD_VALUE = 114.0 / 255.0  # ultralytics' letterbox grey, on [0, 1] inputs
 
 def detector_cfg(arch: str = "yolov8n", channels: int = 4, nc: int = 1) -> dict:
     """The model description for `arch` ("yolov8" + scale letter) as the dict DetectionModel takes."""
-    if not (arch.startswith("yolov8") and len(arch) == 7 and arch[-1] in SCALES):
+    if not (isinstance(arch, str) and arch.startswith("yolov8") and len(arch) == 7 and arch[-1] in SCALES):
         raise ValueError(f"unknown detector arch {arch!r}: expected yolov8n, yolov8s, yolov8m, yolov8l or yolov8x")
     cfg = YAML.load(YAML_PATH)
     cfg["scale"] = arch[-1]
@@ -45,6 +46,35 @@ def detector_cfg(arch: str = "yolov8n", channels: int = 4, nc: int = 1) -> dict:
     cfg["channels"] = int(channels)
     cfg["yaml_file"] = f"{arch}.yaml"
     return cfg
+
+
+def described_arch(cfg: Mapping, arch: str) -> str:
+    """`arch` when the description `cfg` (a manifest's detector "yaml") is the engine's own network for it.
+
+    The description is first checked against the allow-list of liverview.engine.manifest (no
+    `activation`, known module names, literal arguments); ValueError says what differs. The
+    engine never builds from `cfg` itself: callers build `arch` from the vendored YAML.
+    """
+    from liverview.engine.errors import BundleError
+    from liverview.engine.manifest import DETECTOR_ARCHS, check_detector_yaml
+
+    try:
+        check_detector_yaml(cfg, Path("detector description"), "yaml")
+    except BundleError as exc:
+        raise ValueError(str(exc).split(": ", 1)[1]) from None
+    if arch not in DETECTOR_ARCHS:
+        raise ValueError(f"unknown detector arch {arch!r}: expected one of {', '.join(DETECTOR_ARCHS)}")
+    own = detector_cfg(arch)
+    scale = cfg.get("scale") or (cfg["yaml_file"][-6] if "yaml_file" in cfg else arch[-1])
+    if scale != arch[-1]:
+        raise ValueError(f"describes scale {scale!r}, the manifest names {arch}")
+    if list((cfg.get("scales") or {}).get(scale) or []) != list(own["scales"][scale]):
+        raise ValueError(f"scales.{scale} is not {own['scales'][scale]} (the {arch} depth, width and channel cap)")
+    for part in ("backbone", "head"):
+        if cfg[part] != own[part]:
+            layer = next((i for i, (a, b) in enumerate(zip(cfg[part], own[part])) if a != b), min(len(cfg[part]), len(own[part])))
+            raise ValueError(f"{part}[{layer}] differs from {arch}'s own network")
+    return arch
 
 
 def build_detector(scale: str = "n", channels: int = 4, nc: int = 1) -> DetectionModel:
@@ -56,12 +86,23 @@ def build_detector(scale: str = "n", channels: int = 4, nc: int = 1) -> Detectio
 
 
 def detector_from_state(
-    yaml_cfg: str | Mapping, state_dict: Mapping[str, torch.Tensor], channels: int = 4, nc: int = 1, fuse: bool = True
+    arch: str | Mapping, state_dict: Mapping[str, torch.Tensor], channels: int = 4, nc: int = 1, fuse: bool = True,
+    declared_arch: str | None = None,
 ) -> DetectionModel:
-    """Build the detector from its description (arch name like "yolov8n", or a cfg dict) and load
-    `state_dict` strictly; fused (conv+BN) and in eval mode for inference when `fuse`."""
-    cfg = detector_cfg(yaml_cfg, channels, nc) if isinstance(yaml_cfg, str) else copy.deepcopy(dict(yaml_cfg))
-    model = DetectionModel(cfg, ch=int(cfg.get("channels", channels)), nc=int(cfg.get("nc", nc)), verbose=False)
+    """Build the detector `arch` ("yolov8n", ...) from the vendored YAML and load `state_dict` strictly;
+    fused (conv+BN) and in eval mode for inference when `fuse`.
+
+    A description dict (a manifest's "yaml") is accepted only where it is the engine's own network
+    for `declared_arch` (default: the scale it names), and then that network is built from the
+    vendored YAML: nothing of the dict reaches ultralytics.
+    """
+    if isinstance(arch, Mapping):
+        scale, file = arch.get("scale"), arch.get("yaml_file")
+        named = scale if isinstance(scale, str) else file[-6:-5] if isinstance(file, str) else ""
+        guess = declared_arch or f"yolov8{named or 'n'}"
+        arch = described_arch(arch, guess)
+    cfg = detector_cfg(arch, channels, nc)
+    model = DetectionModel(cfg, ch=int(channels), nc=int(nc), verbose=False)
     own = model.state_dict()
     state = {k: v.to(own[k].dtype) if k in own else v for k, v in state_dict.items()}
     model.load_state_dict(state, strict=True)

@@ -1,4 +1,4 @@
-"""Bundles: written and read back, tampering refused with both hashes, pickles refused unread."""
+"""Bundles: written and read back and sealed, tampering refused with both hashes, pickles refused unread."""
 
 from __future__ import annotations
 
@@ -11,13 +11,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from liverview.engine.bundle import BundleError, load_bundle, write_bundle
+from liverview.engine.bundle import SEAL, UNSEALED_NOTE, BundleError, load_bundle, seal_manifest, write_bundle
 from liverview.engine.networks import build_classifier
 
 
 def _copy(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+def _rewrite(folder: Path, manifest: dict) -> None:
+    """Write an edited manifest and seal it, as whoever made a bundle would: the checks under test are the field checks."""
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    seal_manifest(folder)
 
 
 def test_random_bundle_round_trips(random_bundle):
@@ -91,7 +97,7 @@ def test_malicious_pickle_is_refused_without_running(tmp_path, random_bundle):
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["models"]["detector"]["file"] = "detector.pt"
     manifest["files"]["detector.pt"] = {"sha256": hashlib.sha256(payload).hexdigest(), "size": len(payload)}
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    _rewrite(folder, manifest)
     with pytest.raises(BundleError) as err:
         load_bundle(folder)
     assert "detector.pt" in str(err.value) and "refused" in str(err.value)
@@ -112,7 +118,7 @@ def test_bad_manifest_fields_are_named(tmp_path, random_bundle, edit, field):
     folder = _copy(random_bundle, tmp_path / "bad")
     manifest = json.loads((folder / "manifest.json").read_text())
     edit(manifest)
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    _rewrite(folder, manifest)
     with pytest.raises(BundleError, match=field.replace(".", r"\.")):
         load_bundle(folder)
 
@@ -134,12 +140,44 @@ def test_engine_refuses_weights_that_do_not_fit_the_manifest(tmp_path, random_bu
     manifest["models"]["benign"]["backbone"] = "densenet121"
     manifest["models"]["benign"]["arch_args"] = {}
     manifest["models"]["benign"]["cam_target_layer"] = "features.norm5"
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    _rewrite(folder, manifest)
     with pytest.raises(BundleError, match=r"benign\.safetensors: weights do not fit the densenet121"):
         Engine(folder)
 
     manifest["models"]["benign"] = json.loads((random_bundle / "manifest.json").read_text())["models"]["benign"]
     manifest["models"]["benign"]["cam_target_layer"] = "layer9"
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match="cam_target_layer"):
-        Engine(folder)
+    _rewrite(folder, manifest)
+    with pytest.raises(BundleError, match=r"models\.benign\.cam_target_layer: 'layer9' is not a module"):
+        load_bundle(folder)
+
+
+def test_a_written_bundle_is_sealed_and_the_seal_is_the_shown_hash(random_bundle):
+    b = load_bundle(random_bundle)
+    assert b.sealed and b.notes == []
+    line = (random_bundle / SEAL).read_text()
+    assert line == f"{b.manifest_sha256}  manifest.json\n"  # sha256sum -c reads it
+    assert b.describe()["manifest_seal"] == f"{SEAL} verified"
+
+
+def test_a_bundle_without_a_seal_loads_with_a_note(tmp_path, random_bundle):
+    folder = _copy(random_bundle, tmp_path / "unsealed")
+    (folder / SEAL).unlink()
+    b = load_bundle(folder)
+    assert not b.sealed and b.notes == [UNSEALED_NOTE]
+    assert b.describe()["manifest_seal"] == UNSEALED_NOTE
+    assert b.manifest_sha256 == hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest()
+
+
+def test_an_edit_after_sealing_is_refused_naming_both_hashes(tmp_path, random_bundle):
+    folder = _copy(random_bundle, tmp_path / "edited")
+    sealed = (folder / SEAL).read_text().split()[0]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["models"]["stage1"]["threshold"] = 0.01
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    actual = hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest()
+    with pytest.raises(BundleError, match="does not match its seal") as err:
+        load_bundle(folder)
+    assert sealed in str(err.value) and actual in str(err.value)
+    (folder / SEAL).write_text("not a digest\n")
+    with pytest.raises(BundleError, match=r"manifest\.sha256: expected one line"):
+        load_bundle(folder)
