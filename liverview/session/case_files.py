@@ -15,7 +15,13 @@ from liverview.study.persist import CaseFileError, load_case, set_aside
 
 
 def case_key(study: Study) -> str:
-    """What names a study's case file: its StudyInstanceUID, else a hash of its path (exports)."""
+    """What names a study's case file: an image export's content digest, else its StudyInstanceUID, else a path hash.
+
+    An export is named by its images, never by its folder: a case saved for other images is not applied.
+    """
+    identity = study.info.get("identity") or {}
+    if identity.get("kind") == "export" and identity.get("images_sha256"):
+        return "export-" + identity["images_sha256"][:32]
     if study.study_uid:
         return study.study_uid
     return "path-" + hashlib.sha1(os.path.abspath(study.path or "").encode()).hexdigest()[:16]
@@ -44,13 +50,28 @@ def restore_case(case_dir: Path | None, study: Study) -> tuple[Case | None, Path
                      f"of interrupted saves in {case_dir}")
     path = case_path_for(case_dir, study)
     if not path.exists():
-        return None, path, notes
+        return None, path, notes + cases_of_other_images(case_dir, study)
     try:
         return load_case(path, study), path, notes
     except CaseFileError as exc:
         kept = set_aside(path, str(exc))
         notes.append(f"{exc} (kept as {kept.name}; starting a new case)")
         return None, path, notes
+
+
+def cases_of_other_images(case_dir: Path, study: Study) -> list[str]:
+    """One line per case file saved for this export's location but on other images (none for DICOM exams)."""
+    if not str(case_key(study)).startswith("export-") or not study.path:
+        return []
+    here = os.path.abspath(study.path)
+    legacy = case_dir / f"path-{hashlib.sha1(here.encode()).hexdigest()[:16]}.json"
+    out = []
+    for other in sorted(case_dir.glob("export-*.json")) + ([legacy] if legacy.is_file() else []):
+        where = saved_study_block(other).get("path")
+        if other == legacy or (isinstance(where, str) and os.path.abspath(where) == here):
+            out.append(f"your case for {study.path} ({other.name}) was saved on other images: the export's images "
+                       "changed since, so it is not applied (the file is kept; this exam starts a new case)")
+    return out
 
 
 def saved_study_block(path: Path | None) -> dict[str, Any]:

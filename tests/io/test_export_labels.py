@@ -168,3 +168,46 @@ def test_yolo_labels_normalised_and_clipped(tmp_path):
     assert back[0][0] == 0 and np.allclose(back[0][1:], (10, 20, 30, 60))
     write_yolo_labels(path, [], (100, 200))
     assert path.read_text() == ""
+
+
+def _full_series_export(root: Path, n=20, size=(16, 18), boxed=(7,)) -> Path:
+    """Every slice of each phase exported (n images a phase), LabelMe boxes on a few of them."""
+    h, w = size
+    for f_i, folder in enumerate(("P", "A", "V", "D")):
+        d = root / folder
+        d.mkdir(parents=True)
+        for k in range(n):
+            Image.fromarray(np.full((h, w), 10 * f_i + k, np.uint8)).save(d / f"IM{k + 1}.png")
+            if k in boxed:
+                write_labelme(d / f"IM{k + 1}.json", f"IM{k + 1}.png", (h, w), [(2, 3, 9, 11)])
+    return root
+
+
+def test_full_series_export_brings_no_picks_but_keeps_its_boxes_on_their_slices(tmp_path):
+    root = _full_series_export(tmp_path / "FULL", boxed=(7, 15))
+    load = load_exam(root)
+    seed = load.case_seed
+    assert seed.picks == {}  # the first three images in name order are not picks
+    vol = load.study.volumes["A"]
+    assert vol.shape[0] == 20
+    assert vol.meta["files"][:3] == ["IM1.png", "IM2.png", "IM3.png"]  # natural order, 2 before 10
+    boxes_a = sorted((b for b in seed.boxes if b.phase == "A"), key=lambda b: b.position)
+    assert [b.position for b in boxes_a] == pytest.approx([vol.position_of(7), vol.position_of(15)])
+    assert int(vol.pixels[7, 0, 0]) == 10 + 7  # the box's slice is the image it was drawn on
+    line = next(p for p in load.problems if "full series" in p)
+    assert "P (20), A (20), V (20), D (20)" in line and "auto-pick" in line
+    case = Case(load.study)
+    seed.apply(case)
+    assert not any(case.picks.values())
+    assert len(case.boxes_on("A", vol.position_of(15), "user")) == 1
+
+
+def test_three_images_a_phase_stay_the_picks_and_a_mixed_export_picks_per_phase(tmp_path):
+    root = _export(tmp_path / "MIX", boxes=False)
+    d = root / "Venous"
+    for k in range(3, 9):
+        Image.fromarray(np.zeros((20, 24), np.uint8)).save(d / f"img{20 + k}.png")
+    load = load_export(root)
+    assert sorted(load.case_seed.picks) == ["A", "D", "P"]
+    assert len(load.case_seed.picks["A"]) == 3
+    assert any("full series exported for phase V (9)" in p for p in load.problems)
