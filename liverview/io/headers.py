@@ -8,15 +8,16 @@ import math
 import os
 import struct
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.datadict import tag_for_keyword
+from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.multival import MultiValue
+from pydicom.tag import Tag
 from pydicom.uid import UID
 
 from liverview.io.errors import one_line
@@ -63,6 +64,7 @@ _FAST_VR = {
     0x00080060: "CS", 0x00280004: "CS", 0x00080008: "CS",
     0x00080022: "DA", 0x00080032: "TM", 0x00080023: "DA", 0x00080033: "TM",
     0x00080021: "DA", 0x00080031: "TM", 0x00080020: "DA", 0x0008002A: "DT",
+    0x00100020: "LO",
 }
 _TAG = {
     "Rows": 0x00280010, "Columns": 0x00280011, "BitsAllocated": 0x00280100, "BitsStored": 0x00280101,
@@ -74,7 +76,7 @@ _TAG = {
     "PhotometricInterpretation": 0x00280004, "ImageType": 0x00080008, "AcquisitionDate": 0x00080022,
     "AcquisitionTime": 0x00080032, "ContentDate": 0x00080023, "ContentTime": 0x00080033,
     "SeriesDate": 0x00080021, "SeriesTime": 0x00080031, "StudyDate": 0x00080020,
-    "AcquisitionDateTime": 0x0008002A,
+    "AcquisitionDateTime": 0x0008002A, "PatientID": 0x00100020,
 }
 
 
@@ -162,16 +164,99 @@ def fast_values(ds: Dataset) -> dict[str, Any]:
     return out
 
 
-def read_dataset(path: str) -> Dataset:
-    """The header elements liverview uses, parsed by pydicom (an empty Dataset if that fails)."""
+MAX_FRAMES = 20_000  # an enhanced CT of 0.5 mm slices over 2 m has 4,000 frames
+_MIN_FRAME_ITEM = 8  # an encapsulated frame is at least one item header
+_MAX_DEFLATE_RATIO = 1100  # deflate cannot do better than about 1032:1
+
+
+def _element_name(tag: int) -> str:
+    t = Tag(tag)
+    keyword = keyword_for_tag(t) or ("private element" if t.is_private else "element")
+    return f"{keyword} {t}"
+
+
+def check_elements(ds: Dataset, drop: bool = False, depth: int = 0) -> list[str]:
+    """Decode every element pydicom still holds raw; one line per element that cannot be decoded.
+
+    pydicom converts values on first access and raises then (an unknown VR raises
+    NotImplementedError), so a header is checked once here instead of failing wherever a
+    value is first read. With `drop` the bad elements are removed and the walk goes on;
+    without, it stops at the first.
+    """
+    bad: list[str] = []
+    for tag in list(ds.keys()):
+        try:
+            elem = ds[tag]
+            if elem.VR == "PN":
+                str(elem.value)  # person names decode their character set lazily
+            elif elem.VR == "SQ" and depth < 8:
+                for item in elem.value or ():
+                    inner = check_elements(item, drop, depth + 1)
+                    bad.extend(f"{_element_name(tag)} > {line}" for line in inner)
+                    if inner and not drop:
+                        return bad
+        except Exception as exc:  # pydicom raises many kinds on malformed values
+            bad.append(f"{_element_name(tag)}: {one_line(exc) or type(exc).__name__}")
+            if not drop:
+                return bad
+            del ds[tag]
+    return bad
+
+
+def frames_problem(v: dict[str, Any], file_size: int, transfer_syntax: str) -> str | None:
+    """Why NumberOfFrames cannot be true for a file of this size, or None.
+
+    Checked before anything is built per frame: a 2 KB file claiming 10^8 frames would
+    otherwise cost one object per frame.
+    """
+    value = v.get("NumberOfFrames")
+    if not value:
+        return None
+    n = value[0]
+    if n < 0:
+        return f"NumberOfFrames={n} is not a frame count"
+    if n <= 1:
+        return None
+    if n > MAX_FRAMES:
+        return f"NumberOfFrames={n}: more than the {MAX_FRAMES} frames a file may hold"
+    rows, cols = v.get("Rows", 0), v.get("Columns", 0)
+    samples = v.get("SamplesPerPixel", 1) or 1
+    frame_bytes = (rows * cols * samples * v.get("BitsAllocated", 0) + 7) // 8
+    uid = UID(transfer_syntax)
+    native = uid.is_transfer_syntax and not uid.is_compressed
+    if native and uid.is_deflated:
+        fits = n * frame_bytes <= file_size * _MAX_DEFLATE_RATIO
+    elif native:
+        fits = n * frame_bytes <= file_size
+    else:  # encapsulated or unknown: each frame takes at least an item header
+        fits = n * _MIN_FRAME_ITEM <= file_size
+    if fits:
+        return None
+    return (
+        f"NumberOfFrames={n} ({rows} x {cols}, {v.get('BitsAllocated', 0)} bits) cannot fit in "
+        f"the file's {file_size} bytes"
+    )
+
+
+def read_dataset(path: str, notes: list[str] | None = None) -> Dataset:
+    """The header elements liverview uses, parsed by pydicom (an empty Dataset if that fails).
+
+    Elements pydicom cannot decode are left out, each named in `notes`.
+    """
     try:
         with open(path, "rb") as fp:
             head = fp.read(132)
             fp.seek(0)
             force = head[128:132] != b"DICM"
-            return pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=_HEADER_TAG_INTS, force=force)
-    except Exception:  # the file was readable when scanned; a late failure leaves the extras empty
+            ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=_HEADER_TAG_INTS, force=force)
+    except Exception as exc:  # the file was readable when scanned; a late failure leaves the extras empty
+        if notes is not None:
+            notes.append(f"header unreadable on second reading ({one_line(exc) or type(exc).__name__})")
         return Dataset()
+    bad = check_elements(ds, drop=True)
+    if notes is not None:
+        notes.extend(f"{line} (left out)" for line in bad)
+    return ds
 
 
 @dataclass(eq=False)
@@ -194,6 +279,7 @@ class SliceHeader:
     has_lut: bool = False
     has_frame_groups: bool = False  # enhanced multi-frame functional groups are present
     _ds: Dataset | None = None
+    notes: list[str] = field(default_factory=list)  # elements dropped when `ds` was read
 
     @property
     def ds(self) -> Dataset:
@@ -201,7 +287,7 @@ class SliceHeader:
         if self._ds is None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self._ds = read_dataset(self.path)
+                self._ds = read_dataset(self.path, self.notes)
         return self._ds
 
     def _first(self, key: str, default=None):
@@ -466,6 +552,9 @@ def read_header(path: str | os.PathLike) -> SliceHeader | str:
                 values = values_from_raw(q.elements)
                 if not _identifies(values):
                     return _NOTHING
+                problem = frames_problem(values, size, q.transfer_syntax)
+                if problem:
+                    return problem
                 return SliceHeader(
                     path=path, v=values, transfer_syntax=q.transfer_syntax,
                     pixel_keyword=q.pixel_keyword, pixel_offset=q.pixel_offset if native else None,
@@ -484,6 +573,9 @@ def read_header(path: str | os.PathLike) -> SliceHeader | str:
                 force = True
             fp.seek(0)
             ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=_HEADER_TAG_INTS, force=force)
+            bad = check_elements(ds)
+            if bad:
+                return f"undecodable element {bad[0]}"
             meta = getattr(ds, "file_meta", None)
             ts = str(meta.get("TransferSyntaxUID", "") or "") if meta is not None else ""
             media_class = str(meta.get("MediaStorageSOPClassUID", "") or "") if meta is not None else ""
@@ -501,16 +593,25 @@ def read_header(path: str | os.PathLike) -> SliceHeader | str:
                 keyword, offset, length = _pixel_element(fp, encoding, size)
             elif "Rows" in ds:
                 keyword = "PixelData"  # deflated: the reader cannot tell where pixels start; pydicom will see
+    except OSError as exc:
+        return f"cannot read the file: {one_line(exc.strerror or exc)}"
     except Exception as exc:  # pydicom raises many kinds on malformed input; all mean "unreadable"
         return f"unreadable DICOM header: {one_line(exc) or type(exc).__name__}"
-    if keyword != "PixelData" or not _native_le(ts):
-        offset = length = None
-    values = fast_values(ds)
-    if not _identifies(values):
-        return _NOTHING
+    try:
+        if keyword != "PixelData" or not _native_le(ts):
+            offset = length = None
+        values = fast_values(ds)
+        if not _identifies(values):
+            return _NOTHING
+        problem = frames_problem(values, size, ts)
+        if problem:
+            return problem
+        has_lut = ds.get_item(0x00283000) is not None
+        has_groups = ds.get_item(0x52009230) is not None or ds.get_item(0x52009229) is not None
+    except Exception as exc:  # e.g. a transfer syntax UID pydicom rejects
+        return f"unreadable DICOM header: {one_line(exc) or type(exc).__name__}"
     return SliceHeader(
         path=path, v=values, transfer_syntax=ts, pixel_keyword=keyword,
         pixel_offset=offset, pixel_length=length, file_size=size,
-        has_lut=ds.get_item(0x00283000) is not None,
-        has_frame_groups=ds.get_item(0x52009230) is not None or ds.get_item(0x52009229) is not None, _ds=ds,
+        has_lut=has_lut, has_frame_groups=has_groups, _ds=ds,
     )

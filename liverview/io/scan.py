@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from liverview.io.errors import LoadCancelled
+from liverview.io.errors import LoadCancelled, one_line, printable
 from liverview.io.headers import SliceHeader, read_header
 from liverview.io.inputs import ExamInput, open_input
 from liverview.io.phase_id import assign_phases
@@ -63,10 +63,10 @@ def display_path(inp: ExamInput, p: str | os.PathLike) -> str:
     """How a file is named to the user: inside a zip as ZIP:member, else its path."""
     if inp.kind == "zip":
         try:
-            return f"{inp.path}:{Path(p).relative_to(inp.root).as_posix()}"
+            return printable(f"{inp.path}:{Path(p).relative_to(inp.root).as_posix()}")
         except ValueError:
-            return str(p)
-    return str(p)
+            return printable(p)
+    return printable(p)
 
 
 def read_headers(
@@ -83,7 +83,10 @@ def read_headers(
                     raise LoadCancelled(f"{inp.path}: scan cancelled")
                 if progress is not None:
                     progress(i, total, "reading headers")
-            h = read_header(f)
+            try:
+                h = read_header(f)
+            except Exception as exc:  # the per-file boundary: one bad file never ends the scan
+                h = f"unreadable DICOM header: {one_line(exc) or type(exc).__name__}"
             if isinstance(h, str):
                 skipped.append((display_path(inp, f), h))
             else:

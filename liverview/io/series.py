@@ -11,8 +11,9 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
+from liverview.io.errors import printable
 from liverview.io.headers import SliceHeader, as_float, as_vector
-from liverview.io.pixels import decoder_problem, volume_dtype
+from liverview.io.pixels import decoder_problem, screen_slices, volume_dtype
 
 DEFAULT_MAX_PIXEL_BYTES = 2 * 1024**3
 MIN_PHASE_SLICES = 3  # a phase must offer the method's three picks
@@ -76,6 +77,7 @@ class SeriesRecord:
     uniform: bool = True
     pixel_bytes: int = 0
     dtype: str = "float32"
+    patient: tuple[str, str, str] = ("", "", "")  # PatientID, PatientName, PatientBirthDate
 
     @property
     def n_slices(self) -> int:
@@ -221,7 +223,7 @@ def expand_frames(h: SliceHeader) -> tuple[list[Slice], list[str]]:
             plan = (slope, intercept)
         out.append(Slice(h, f, pos, ori, spacing, rescale, plan))
     if missing_pos:
-        problems.append(f"{h.path}: {missing_pos} of {h.frames} frames have no position")
+        problems.append(f"{printable(h.path)}: {missing_pos} of {h.frames} frames have no position")
         for s in out[1:]:
             s.position = None
     return out, problems
@@ -280,6 +282,7 @@ def analyze_series(uid: str, headers: list[SliceHeader], max_pixel_bytes: int = 
     rec.time = min(times) if times else None
     rec.bolus_start = first.bolus_start()
 
+    rec.problems.extend(f"{label}: {printable(first.path)}: {note}" for note in first.notes)
     images = [h for h in headers if h.pixel_keyword is not None]
     if not images:
         sop = UID(first.sop_class).name if first.sop_class else "unknown SOP class"
@@ -288,26 +291,57 @@ def analyze_series(uid: str, headers: list[SliceHeader], max_pixel_bytes: int = 
         return rec
     if len(images) < len(headers):
         rec.problems.append(f"{label}: {len(headers) - len(images)} files without pixel data left out")
-    bad_color = [h for h in images if h.samples != 1 or h.photometric not in ("MONOCHROME1", "MONOCHROME2", "")]
-    if bad_color:
-        h = bad_color[0]
+    # One odd file must not take its series down: files that contradict the rest are left out
+    # and named; the series is refused only when no file is left.
+    described = _leave_out(images, _invalid_description, "with an invalid image description", label, rec.problems)
+    if not described:
+        rec.refusal = rec.not_offered = f"invalid image description: {_invalid_description(images[0])}"
+        return rec
+    images = described
+    colour = [h for h in images if _colour(h)]
+    if colour and 2 * len(colour) >= len(images):
+        h = colour[0]
         rec.refusal = f"{h.photometric or 'colour'} images (SamplesPerPixel={h.samples}): only monochrome CT can be loaded"
         rec.not_offered = rec.refusal
         return rec
+    images = _leave_out(images, _colour, "with colour pixels in a monochrome series", label, rec.problems)
+    images = _leave_out(
+        images,
+        lambda h: (
+            f"{h.stored_bytes / 1024**3:.2f} GiB of pixels ({h.frames} frames of {h.rows} x {h.cols})"
+            if h.stored_bytes > max_pixel_bytes else None
+        ),
+        f"larger than the {max_pixel_bytes / 1024**3:.2f} GiB pixel cap",
+        label,
+        rec.problems,
+    )
+    if not images:
+        rec.refusal = rec.not_offered = f"every file needs more than the {max_pixel_bytes / 1024**3:.2f} GiB pixel cap"
+        return rec
+    ids = Counter(h.v.get("PatientID") for h in images if h.v.get("PatientID"))
+    if len(ids) > 1:
+        series_id = max(ids, key=lambda k: ids[k])
+        images = _leave_out(
+            images,
+            lambda h: f"PatientID '{h.v['PatientID']}'" if h.v.get("PatientID", series_id) != series_id else None,
+            f"of another patient (the series' PatientID is '{series_id}')",
+            label,
+            rec.problems,
+        )
+    ds = images[0].ds
+    rec.patient = (
+        str(images[0].v.get("PatientID") or ds.get("PatientID", "") or "").strip(),
+        str(ds.get("PatientName", "") or "").strip(),
+        str(ds.get("PatientBirthDate", "") or "").strip(),
+    )
     short = [h for h in images if _truncated(h)]
     if short:
         rec.problems.append(
-            f"{label}: {len(short)} files with truncated pixel data left out (first: {short[0].path})"
+            f"{label}: {len(short)} files with truncated pixel data left out (first: {printable(short[0].path)})"
         )
         images = [h for h in images if not _truncated(h)]
         if not images:
             rec.refusal = rec.not_offered = "every file's pixel data is truncated"
-            return rec
-    for h in images:
-        if h.rows <= 0 or h.cols <= 0 or h.bits_allocated not in (1, 8, 16, 32, 64):
-            rec.refusal = "invalid image description: " + ", ".join(
-                f"{k}={h.v[k]}" if h.v.get(k) is not None else f"{k} missing" for k in ("Rows", "Columns", "BitsAllocated"))
-            rec.not_offered = rec.refusal
             return rec
 
     slices: list[Slice] = []
@@ -315,6 +349,10 @@ def analyze_series(uid: str, headers: list[SliceHeader], max_pixel_bytes: int = 
         frames, problems = expand_frames(h)
         slices.extend(frames)
         rec.problems.extend(f"{label}: {p}" for p in problems)
+    slices, rec.refusal = screen_slices(slices, label, rec.problems)
+    if rec.refusal is not None:
+        rec.not_offered = rec.refusal
+        return rec
     slices = _majority(slices, lambda s: (s.header.rows, s.header.cols), "matrix size (rows, columns)", label, rec.problems)
 
     located = [s for s in slices if s.position is not None and s.orientation is not None]
@@ -405,7 +443,63 @@ def analyze_series(uid: str, headers: list[SliceHeader], max_pixel_bytes: int = 
     return rec
 
 
+def _leave_out(images: list[SliceHeader], reason, what: str, label: str, problems: list[str]) -> list[SliceHeader]:
+    """The files `reason` has nothing against; one problem line naming the first file left out and why."""
+    kept, out = [], []
+    for h in images:
+        why = reason(h)
+        (out if why else kept).append((h, why))
+    if out:
+        h, why = out[0]
+        n = len(out)
+        problems.append(
+            f"{label}: {n} file{'s' if n != 1 else ''} {what} left out (first: {printable(h.path)}: {why})"
+        )
+    return [h for h, _ in kept]
+
+
+def _invalid_description(h: SliceHeader) -> str | None:
+    if h.rows <= 0 or h.cols <= 0 or h.bits_allocated not in (1, 8, 16, 32, 64):
+        return ", ".join(
+            f"{k}={h.v[k]}" if h.v.get(k) is not None else f"{k} missing" for k in ("Rows", "Columns", "BitsAllocated")
+        )
+    return None
+
+
+def _colour(h: SliceHeader) -> str | None:
+    if h.samples != 1 or h.photometric not in ("MONOCHROME1", "MONOCHROME2", ""):
+        return f"PhotometricInterpretation={h.photometric or '?'} SamplesPerPixel={h.samples}"
+    return None
+
+
 # ---- studies ---------------------------------------------------------------------------------
+_PATIENT_FIELDS = ("PatientID", "PatientName", "PatientBirthDate")
+
+
+def _same_person(a: str, b: str) -> bool:
+    return not a or not b or a.casefold().rstrip("^ ") == b.casefold().rstrip("^ ")
+
+
+def patient_conflicts(series: tuple[str, str, str], study: tuple[str, str, str]) -> list[str]:
+    """The identity fields where a series contradicts its study (a field absent on either side never does)."""
+    return [
+        f"{k} '{a}' (the study's: '{b}')"
+        for k, a, b in zip(_PATIENT_FIELDS, series, study)
+        if not _same_person(a, b)
+    ]
+
+
+def _study_patient(records: list[SeriesRecord]) -> tuple[str, str, str]:
+    """The identity most files of the study carry (ties: the first series' identity)."""
+    weight: Counter = Counter()
+    for rec in records:
+        if any(rec.patient):
+            weight[rec.patient] += rec.n_files
+    if not weight:
+        return ("", "", "")
+    return max(weight, key=lambda k: weight[k])  # max keeps the first of equals
+
+
 def group_studies(headers: list[SliceHeader], max_pixel_bytes: int = DEFAULT_MAX_PIXEL_BYTES) -> list[StudyRecord]:
     """Studies by StudyInstanceUID, their series by SeriesInstanceUID, each series analysed."""
     by_study: dict[str, dict[str, list[SliceHeader]]] = defaultdict(lambda: defaultdict(list))
@@ -419,12 +513,14 @@ def group_studies(headers: list[SliceHeader], max_pixel_bytes: int = DEFAULT_MAX
         by_study[h.study_uid][series_uid].append(h)
     studies = []
     for study_uid, series_map in by_study.items():
-        any_h = next(iter(series_map.values()))[0]
-        ds = any_h.ds
+        records = [analyze_series(series_uid, hs, max_pixel_bytes) for series_uid, hs in series_map.items()]
+        patient = _study_patient(records)
+        owner = next((r for r in records if r.patient == patient), records[0])
+        ds = owner.headers[0].ds
         study = StudyRecord(
             uid=study_uid,
-            patient_id=str(ds.get("PatientID", "") or ""),
-            patient_name=str(ds.get("PatientName", "") or ""),
+            patient_id=patient[0],
+            patient_name=patient[1],
             patient_age=str(ds.get("PatientAge", "") or ""),
             patient_sex=str(ds.get("PatientSex", "") or ""),
             date=str(ds.get("StudyDate", "") or ""),
@@ -435,8 +531,13 @@ def group_studies(headers: list[SliceHeader], max_pixel_bytes: int = DEFAULT_MAX
         if missing_series[study_uid]:
             n = missing_series[study_uid]
             study.problems.append(f"{n} file{'' if n == 1 else 's'} without SeriesInstanceUID grouped by series number")
-        for series_uid, hs in series_map.items():
-            study.series.append(analyze_series(series_uid, hs, max_pixel_bytes))
+        for rec in records:
+            conflicts = patient_conflicts(rec.patient, patient)
+            if conflicts:
+                # Another patient's series under this StudyInstanceUID is never merged: it is
+                # listed, refused, and cannot be chosen as a phase (not even by an override).
+                rec.refusal = rec.not_offered = f"another patient: {'; '.join(conflicts)}: kept apart from this study"
+        study.series = records
         study.series.sort(key=lambda s: (s.time or dt.datetime.max, s.number if s.number is not None else 1 << 30, s.uid))
         studies.append(study)
     studies.sort(key=lambda st: (st.patient_id, st.date, st.uid))
