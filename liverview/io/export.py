@@ -88,8 +88,11 @@ def _images(folder: Path) -> list[Path]:
 
 def _mostly_images(folder: Path) -> bool:
     """A folder of exported slices: images (with their JSON) outnumber any other files."""
-    images = _images(folder)
-    others = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() not in (*IMAGE_SUFFIXES, ".json")]
+    try:
+        images = _images(folder)
+        others = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() not in (*IMAGE_SUFFIXES, ".json")]
+    except OSError:  # an unreadable phase folder: the scan names it
+        return False
     return bool(images) and len(images) > len(others)
 
 
