@@ -57,6 +57,9 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+GUESSED_BELOW = 0.5  # phase confidence under this: guessed (series order alone gives 0.3-0.4)
+
+
 @dataclass
 class PhaseSource:
     """How a phase was identified: the series, the evidence, and whether a person set it."""
@@ -66,6 +69,11 @@ class PhaseSource:
     evidence: list[str] = field(default_factory=list)
     confidence: float = 0.0
     overridden: bool = False
+
+    @property
+    def guessed(self) -> bool:
+        """The assignment rests on too little evidence to be trusted without a person confirming it."""
+        return not self.overridden and self.confidence < GUESSED_BELOW
 
 
 @dataclass(eq=False)
