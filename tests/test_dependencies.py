@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 FIRST_PARTY = {"liverview", "training"}
 # Declared for liverview/ without an import of their own: pydicom finds these decoders itself.
-PYDICOM_PLUGINS = {"pylibjpeg", "pylibjpeg-openjpeg", "pylibjpeg-rle"}
+PYDICOM_PLUGINS = {"pylibjpeg", "pylibjpeg-openjpeg", "pylibjpeg-rle", "python-gdcm"}
 
 
 def _norm(name: str) -> str:

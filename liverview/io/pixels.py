@@ -1,17 +1,40 @@
-"""Decode slices into a preallocated volume in HU: raw reads for native data, pydicom for the rest."""
+"""Decode slices into a preallocated volume in HU (raw reads for native data, pydicom for the rest) and screen what cannot be trusted."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pydicom.pixels
 from pydicom.uid import UID
 
+from liverview.io.errors import printable
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from liverview.io.series import Slice
 
 _INT16 = np.iinfo(np.int16)
+# liverview declares python-gdcm for JPEG Lossless and JPEG-LS; pydicom names it by its module
+_GDCM_PIP = "python-gdcm"
+
+
+class DecodeFailed(Exception):
+    """pydicom could not decode a file's pixel data (the cause is chained)."""
+
+
+def _missing_decoders(uid: UID) -> list[str]:
+    """pydicom's list of plugins that could decode `uid` but are not installed, in pip's names."""
+    try:
+        missing = pydicom.pixels.get_decoder(uid).missing_dependencies
+    except NotImplementedError:
+        return []
+    out = []
+    for line in missing:
+        if line.startswith("gdcm "):
+            line = f"{_GDCM_PIP} (a liverview dependency: pip install {_GDCM_PIP})"
+        out.append(line)
+    return out
 
 
 def decoder_problem(transfer_syntax: str) -> str | None:
@@ -27,7 +50,7 @@ def decoder_problem(transfer_syntax: str) -> str | None:
         return f"pydicom has no decoder for {uid.name} ({uid})"
     if decoder.is_available:
         return None
-    missing = "; or ".join(decoder.missing_dependencies) or "a decoder plugin"
+    missing = "; or ".join(_missing_decoders(uid)) or "a decoder plugin"
     return f"{uid.name} ({uid}) needs a decoder that is not installed: {missing}"
 
 
@@ -44,7 +67,7 @@ def volume_dtype(slices: list["Slice"], ct: bool = True) -> str:
         if h.pixel_keyword != "PixelData" or h.bits_allocated not in (8, 16) or h.samples != 1:
             return "float32"
         rescale = s.plan
-        if rescale is None or rescale[0] != 1.0 or rescale[1] != round(rescale[1]):
+        if rescale is None or rescale[0] != 1.0 or not math.isfinite(rescale[1]) or rescale[1] != round(rescale[1]):
             return "float32"
         if not ct:
             lo, hi = _declared_range(s)
@@ -54,14 +77,16 @@ def volume_dtype(slices: list["Slice"], ct: bool = True) -> str:
 
 
 def decode_error(exc: BaseException, transfer_syntax: str) -> str:
-    """One line for a failed decode, naming the decoders that are not installed for this syntax."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    """One line for a failed slice; a failed decode also names the decoders not installed for this syntax.
+
+    Only a DecodeFailed (raised by decode_file) names them: a slice that decoded and then
+    failed in the modality LUT step is no decoder's fault.
+    """
+    cause = exc.__cause__ if isinstance(exc, DecodeFailed) and exc.__cause__ is not None else exc
+    text = " ".join(str(cause).split()) or type(cause).__name__
     uid = UID(transfer_syntax)
-    if uid.is_compressed:
-        try:
-            missing = pydicom.pixels.get_decoder(uid).missing_dependencies
-        except NotImplementedError:
-            missing = []
+    if isinstance(exc, DecodeFailed) and uid.is_compressed:
+        missing = _missing_decoders(uid)
         if missing:
             text += f" (not installed for {uid.name}: {'; '.join(missing)})"
     return text if len(text) <= 400 else text[:397] + "..."
@@ -155,7 +180,17 @@ def read_native(s: "Slice") -> np.ndarray:
 
 
 def decode_file(path: str, frames: list[int] | None, transfer_syntax: str = "") -> dict[int, np.ndarray]:
-    """Decode frames of one file with pydicom (compressed, deflated, big-endian, float, 1-bit data)."""
+    """Decode frames of one file with pydicom (compressed, deflated, big-endian, float, 1-bit data).
+
+    Raises DecodeFailed, its cause chained, when pydicom cannot.
+    """
+    try:
+        return _decode_file(path, frames, transfer_syntax)
+    except Exception as exc:  # every decoder plugin raises its own kinds
+        raise DecodeFailed(str(exc)) from exc
+
+
+def _decode_file(path: str, frames: list[int] | None, transfer_syntax: str) -> dict[int, np.ndarray]:
     if UID(transfer_syntax).is_deflated:  # pixel_array(path) reads the file raw; deflate needs the full reader
         arr = pydicom.dcmread(path).pixel_array
         if frames is None:
@@ -169,3 +204,116 @@ def decode_file(path: str, frames: list[int] | None, transfer_syntax: str = "") 
         if f in wanted:
             out[f] = arr
     return out
+
+
+# ---- screening: files whose pixels cannot be trusted, found before any pixel is decoded -------------
+def lut_defect(ds) -> str | None:
+    """Why a header's Modality LUT Sequence cannot map pixels (naming the field), or None when it can."""
+    seq = ds.get("ModalityLUTSequence")
+    if not seq:
+        return "ModalityLUTSequence is empty"
+    item = seq[0]
+    desc = item.get("LUTDescriptor")
+    desc = [] if desc is None else list(desc) if not isinstance(desc, int) else [desc]
+    if len(desc) != 3 or not all(isinstance(v, int) for v in desc):
+        return f"ModalityLUTSequence LUTDescriptor has {len(desc)} values, not 3"
+    if desc[2] not in (8, 16):
+        return f"ModalityLUTSequence LUTDescriptor gives {desc[2]} bits an entry, not 8 or 16"
+    entries = desc[0] or 1 << 16
+    data = item.get("LUTData")
+    have = 0 if data is None else len(data) // 2 if isinstance(data, bytes) else len(data) if not isinstance(data, int) else 1
+    if have != entries:
+        return f"ModalityLUTSequence LUTData has {have} entries, LUTDescriptor says {entries}"
+    return None
+
+
+def _length_defect(h) -> tuple[str, str] | None:
+    """(field, detail) when native pixel data is longer than Rows x Columns x frames x BitsAllocated say."""
+    if h.pixel_length is None or h.bits_allocated < 8:
+        return None
+    pixels = h.rows * h.cols * h.frames * h.samples
+    need = pixels * (h.bits_allocated // 8)
+    if h.pixel_length <= need + 1:  # a shorter one is truncated, reported by the series; +1: padding to even
+        return None
+    frames = f" x {h.frames} frames" if h.frames > 1 else ""
+    for length in (h.pixel_length, h.pixel_length - 1):
+        if pixels and length % pixels == 0 and length // pixels in (1, 2, 4, 8):
+            return "BitsAllocated", (
+                f"BitsAllocated {h.bits_allocated} but the pixel data holds {length // pixels * 8} bits a pixel "
+                f"({h.pixel_length} bytes for {h.rows} x {h.cols}{frames})"
+            )
+    return "Rows/Columns", (
+        f"Rows x Columns {h.rows} x {h.cols}{frames} at {h.bits_allocated} bits need {need} bytes, "
+        f"the pixel data holds {h.pixel_length}"
+    )
+
+
+def _rescale_defect(plan: tuple[float, float]) -> tuple[str, str] | None:
+    slope, intercept = plan
+    if not math.isfinite(slope) or slope == 0:
+        return "RescaleSlope", f"RescaleSlope {slope:g}"
+    if not math.isfinite(intercept):
+        return "RescaleIntercept", f"RescaleIntercept {intercept:g}"
+    return None
+
+
+def _tag_rescale(h) -> tuple[float, float] | None:
+    """The header's RescaleSlope and RescaleIntercept when both are there and finite."""
+    slope, intercept = h.v.get("RescaleSlope"), h.v.get("RescaleIntercept")
+    if not slope or not intercept:
+        return None
+    plan = (float(slope[0]), float(intercept[0]))
+    return None if _rescale_defect(plan) else plan
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def screen_slices(slices: list["Slice"], label: str, problems: list[str]) -> tuple[list["Slice"], str | None]:
+    """Leave out slices whose pixels cannot be trusted, repair an unusable Modality LUT; (kept, refusal).
+
+    Left out, one problem line per field naming the first file: a RescaleSlope or
+    RescaleIntercept that is NaN or infinite (or a slope of 0), native pixel data longer
+    than BitsAllocated or Rows x Columns say (8 bits declared on 16-bit data would load as
+    noise). An empty or malformed Modality LUT Sequence is replaced by the rescale tags, or
+    by the stored values when there are none, and reported. `refusal` says why when nothing
+    is left.
+    """
+    kept: list["Slice"] = []
+    dropped: dict[str, dict[str, str]] = {}  # field -> path -> detail
+    repaired: dict[str, dict[str, str]] = {}  # what replaced the LUT -> path -> detail
+    lut_seen: dict[str, str | None] = {}
+    for s in slices:
+        h = s.header
+        defect = _length_defect(h)
+        if defect is None and s.plan is not None:
+            defect = _rescale_defect(s.plan)
+        if defect is not None:
+            dropped.setdefault(defect[0], {}).setdefault(h.path, defect[1])
+            continue
+        if s.plan is None and s.rescale_ds is None:
+            if h.path not in lut_seen:
+                lut_seen[h.path] = lut_defect(h.ds)
+            detail = lut_seen[h.path]
+            if detail is not None:
+                fallback = _tag_rescale(h)
+                used = "RescaleSlope/RescaleIntercept used instead" if fallback else "stored values used as they are"
+                repaired.setdefault(used, {}).setdefault(h.path, detail)
+                s.plan = fallback or (1.0, 0.0)
+        kept.append(s)
+    for field, files in dropped.items():
+        path, detail = next(iter(files.items()))
+        problems.append(
+            f"{label}: {_plural(len(files), 'file')} left out, {field} cannot be trusted (first: {printable(path)}: {detail})"
+        )
+    for used, files in repaired.items():
+        path, detail = next(iter(files.items()))
+        problems.append(
+            f"{label}: {_plural(len(files), 'file')} with an empty or malformed Modality LUT Sequence: {used} "
+            f"(first: {printable(path)}: {detail})"
+        )
+    if kept or not dropped:
+        return kept, None
+    field, files = next(iter(dropped.items()))
+    return kept, f"no image can be trusted: {field} (first: {next(iter(files.values()))})"
