@@ -77,7 +77,7 @@ ARCH_ARGS: dict[str, dict[str, tuple]] = {
 # with eval() and resolves module names through globals(), so neither may come from a manifest.
 YAML_KEYS = frozenset({"nc", "scales", "scale", "channels", "ch", "yaml_file", "backbone", "head"})
 YAML_MODULES = frozenset({"Conv", "C2f", "SPPF", "nn.Upsample", "Concat", "Detect"})
-YAML_ARG_STRINGS = frozenset({"nc", "nearest"})  # the two string literals yolov8.yaml itself uses
+YAML_ARG_STRINGS = frozenset({"nc", "nearest", "None"})  # the string literals yolov8.yaml itself uses
 YAML_MAX_LAYERS = 64
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
