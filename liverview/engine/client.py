@@ -73,6 +73,15 @@ class SharedStudy:
     def names(self) -> list[str]:
         return [shm.name for shm in self.shms]
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Read-only views of the shared volumes by phase: the viewer can drop its own copies for them."""
+        out = {}
+        for shm, spec in zip(self.shms, self.specs):
+            view = np.ndarray(tuple(spec["shape"]), dtype=np.dtype(spec["dtype"]), buffer=shm.buf)
+            view.flags.writeable = False
+            out[spec["phase"]] = view
+        return out
+
     @property
     def released(self) -> bool:
         return not self._finalizer.alive

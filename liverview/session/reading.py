@@ -368,11 +368,11 @@ class ReadingSession:
         self._shared_token = None
         for kind in self.states:
             self.states[kind] = JobState.IDLE
-        if self.engine is not None and hasattr(self.engine, "release_study"):
-            self.engine.release_study()
         if had:
+            self.closed.emit()  # the views let go of the study first
             gc.collect()  # volumes sit in reference cycles with their views: free them now
-            self.closed.emit()
+        if self.engine is not None and hasattr(self.engine, "release_study"):
+            self.engine.release_study()  # after the views: the viewer may read the shared copy
 
     # ---- the engine ------------------------------------------------------------------------
     def _connect_engine(self, engine) -> None:
@@ -443,10 +443,19 @@ class ReadingSession:
         self._sharing.start()
 
     def _shared(self, token: int, shared) -> None:
-        if token != self.load_token or self.shut_down:
+        if token != self.load_token or self.shut_down or self.exam is None:
             shared.release()
             return
+        self._adopt(shared)
         self.engine.send_study(token, shared)
+
+    def _adopt(self, shared) -> None:
+        """Read the volumes from the shared copy the engine reads too, and let the private copy go:
+        one copy of the exam in memory, not two."""
+        for phase, view in shared.arrays().items():
+            vol = self.exam.study.volumes.get(phase)
+            if vol is not None and vol.pixels.shape == view.shape and vol.pixels.dtype == view.dtype:
+                vol.pixels = view
 
     def _engine_study_ready(self, token) -> None:
         if token == self.load_token:

@@ -225,6 +225,9 @@ def test_closing_five_exams_frees_their_volumes_and_shared_memory(make_session, 
         assert s.run_until(lambda: s.load_token in ready, ENGINE_TIMEOUT), "the engine did not take the exam"
         names = engine._shared.names if engine._shared is not None else []
         assert names and _segments(names) == set(names)  # the engine reads the exam from shared memory
+        s.process_events(0.1)
+        # and so does the viewer: one copy of the exam, not two
+        assert all(not v.pixels.flags.owndata and not v.pixels.flags.writeable for v in s.study.volumes.values())
         s.close()
         return names
 
