@@ -203,7 +203,7 @@ def check_elements(ds: Dataset, drop: bool = False, depth: int = 0) -> list[str]
     return bad
 
 
-def frames_problem(v: dict[str, Any], file_size: int, transfer_syntax: str) -> str | None:
+def frames_problem(v: dict[str, Any], file_size: int, transfer_syntax: str, pixel_length: int | None = None) -> str | None:
     """Why NumberOfFrames cannot be true for a file of this size, or None.
 
     Checked before anything is built per frame: a 2 KB file claiming 10^8 frames would
@@ -227,15 +227,13 @@ def frames_problem(v: dict[str, Any], file_size: int, transfer_syntax: str) -> s
     if native and uid.is_deflated:
         fits = n * frame_bytes <= file_size * _MAX_DEFLATE_RATIO
     elif native:
-        fits = n * frame_bytes <= file_size
+        fits = n * frame_bytes <= (file_size if pixel_length is None else pixel_length)
     else:  # encapsulated or unknown: each frame takes at least an item header
         fits = n * _MIN_FRAME_ITEM <= file_size
     if fits:
         return None
-    return (
-        f"NumberOfFrames={n} ({rows} x {cols}, {v.get('BitsAllocated', 0)} bits) cannot fit in "
-        f"the file's {file_size} bytes"
-    )
+    room = f"its {pixel_length} bytes of pixel data" if native and pixel_length is not None else f"the file's {file_size} bytes"
+    return f"NumberOfFrames={n} ({rows} x {cols}, {v.get('BitsAllocated', 0)} bits) cannot fit in {room}"
 
 
 def read_dataset(path: str, notes: list[str] | None = None) -> Dataset:
@@ -552,7 +550,7 @@ def read_header(path: str | os.PathLike) -> SliceHeader | str:
                 values = values_from_raw(q.elements)
                 if not _identifies(values):
                     return _NOTHING
-                problem = frames_problem(values, size, q.transfer_syntax)
+                problem = frames_problem(values, size, q.transfer_syntax, q.pixel_length if native else None)
                 if problem:
                     return problem
                 return SliceHeader(
@@ -603,7 +601,7 @@ def read_header(path: str | os.PathLike) -> SliceHeader | str:
         values = fast_values(ds)
         if not _identifies(values):
             return _NOTHING
-        problem = frames_problem(values, size, ts)
+        problem = frames_problem(values, size, ts, length)
         if problem:
             return problem
         has_lut = ds.get_item(0x00283000) is not None

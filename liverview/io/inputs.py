@@ -159,7 +159,9 @@ class _Names:
         candidate, k = name, 1
         while tuple(p.casefold() for p in (*parent, candidate)) in self.taken:
             k += 1
-            candidate = f"{stem}~{k}{ext}"
+            tail = f"~{k}{ext}"
+            room = MAX_NAME_BYTES - len(tail.encode("utf-8"))
+            candidate = stem.encode("utf-8")[:room].decode("utf-8", "ignore") + tail
         path = (*parent, candidate)
         self.taken.add(tuple(p.casefold() for p in path))
         return path
