@@ -16,6 +16,10 @@ EXIT_UNMATCHED = 4  # phases that share no z range
 EXIT_BUNDLE = 5  # bundle missing or failing verification
 EXIT_INTENSITY = 6  # pixels the bundle cannot take (windowed exports without window, bundle wants HU)
 EXIT_NO_LESION = 7  # automatic picking found no lesion
+EXIT_NO_EVIDENCE = 9  # a slice to analyse was not decoded, is constant, or is air
+EXIT_NOT_LIVER = 10  # the picked slices show no liver
+EXIT_DOUBTFUL_ANATOMY = 11  # the picked slices may not show a liver and no --accept-doubtful-anatomy
+EXIT_GUESSED_PHASES = 12  # a phase assigned on too little evidence and no --accept-guessed-phases
 EXIT_CANCELLED = 130
 
 PROG = "liverview analyze"
@@ -38,6 +42,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--assume-windows",
         action="store_true",
         help="take windowed exports without window metadata as exported with the bundle's windows",
+    )
+    parser.add_argument(
+        "--accept-guessed-phases",
+        action="store_true",
+        help="analyse even when a phase was only guessed (e.g. from the series order alone)",
+    )
+    parser.add_argument(
+        "--accept-doubtful-anatomy",
+        action="store_true",
+        help="analyse even when the picked slices may not show a liver (the result says so)",
     )
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads")
 
@@ -191,9 +205,21 @@ def run(args: argparse.Namespace) -> int:
         if not study.phases:
             _say(f"{args.exam}: no phase volumes found")
             return EXIT_MISSING_PHASES
+        from liverview.engine.evidence import DOUBTFUL_ANATOMY, GUESSED_PHASES, accept, guessed_phases
+
+        for line in guessed_phases(study):
+            _say(f"warning: {line}")
+        if args.accept_guessed_phases:
+            accept(study, GUESSED_PHASES)
+        if args.accept_doubtful_anatomy:
+            accept(study, DOUBTFUL_ANATOMY)
         refusal = session.analysis_refusal(allow_missing=args.allow_missing)
         if refusal is not None and not isinstance(refusal, NoPicksError):  # the rules the viewer applies too
-            hint = "; pass --allow-missing to go on" if refusal.exit_code == EXIT_MISSING_PHASES else ""
+            hint = {
+                EXIT_MISSING_PHASES: "; pass --allow-missing to go on",
+                EXIT_GUESSED_PHASES: "; pass --accept-guessed-phases to go on",
+                EXIT_DOUBTFUL_ANATOMY: "; pass --accept-doubtful-anatomy to go on",
+            }.get(refusal.exit_code, "")
             _say(f"{args.exam}: {refusal}{hint}")
             return refusal.exit_code
         engine.start()
@@ -237,11 +263,17 @@ def run(args: argparse.Namespace) -> int:
             session, lambda: session.request_analysis(allow_missing=args.allow_missing, assume_windows=args.assume_windows))
         if outcome != "done":
             if isinstance(detail, EngineError):
-                _say(f"{args.exam}: {detail}")
+                hint = "; pass --accept-doubtful-anatomy to go on" if detail.exit_code == EXIT_DOUBTFUL_ANATOMY else ""
+                _say(f"{args.exam}: {detail}{hint}")
                 return detail.exit_code
             _say(str(detail))
             return EXIT_INPUT
         findings = detail["findings"]
+        from liverview.engine.compat import check_case
+
+        for line in check_case(session.case, allow_missing=args.allow_missing):  # what was accepted: the result carries it
+            if line not in guessed_phases(study):
+                _say(f"warning: {line}")
 
         print(f"exam: {args.exam}  patient {study.patient_id or '-'}  study {study.study_uid or '-'}")
         print(_table(findings, source, engine.engine.load_seconds))

@@ -6,7 +6,17 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from liverview.engine.errors import AnalysisError, IntensityError, MissingPhasesError, NoPicksError, PhaseMatchError
+from liverview.engine.errors import (
+    AnalysisError,
+    EvidenceError,
+    GuessedPhasesError,
+    IntensityError,
+    MissingPhasesError,
+    NoPicksError,
+    PhaseMatchError,
+)
+from liverview.engine.evidence import DOUBTFUL_ANATOMY, GUESSED_PHASES, accepted, check_evidence, guessed_phases, undecoded_phases
+from liverview.engine.liver_check import check_liver
 from liverview.study.case import Case, Study
 from liverview.study.phases import PHASE_NAMES, PHASES, WINDOWS
 
@@ -75,11 +85,15 @@ def pick_problems(case: Case) -> list[str]:
     return out
 
 
-def check_case(case: Case, allow_missing: bool = False) -> None:
-    """Raise the AnalysisError that says why the case may not be analysed; return when it may.
+def check_case(
+    case: Case, allow_missing: bool = False, allow_doubtful: bool = False, accept_guessed_phases: bool = False
+) -> list[str]:
+    """Raise the AnalysisError that says why the case may not be analysed; return the warnings it goes on with.
 
     The one rule set (without the bundle: see intensity_check) shared by the engine, the CLI
-    and the viewer.
+    and the viewer. Guessed phases (GuessedPhasesError) and doubtful anatomy (LiverDoubtful)
+    pass when allowed here or accepted for the study (engine.evidence.accept); slices
+    without an image (EvidenceError) and slices without a liver (NotLiverError) never do.
     """
     study = case.study
     if study is None or not study.volumes:
@@ -94,11 +108,30 @@ def check_case(case: Case, allow_missing: bool = False) -> None:
     problems = phase_match_problems(study)
     if problems:
         raise PhaseMatchError(problems[0])
+    warnings = []
+    problems = undecoded_phases(case)
+    if problems:
+        raise EvidenceError(problems[0])
+    guessed = guessed_phases(study)
+    if guessed:
+        if not (accept_guessed_phases or accepted(study, GUESSED_PHASES)):
+            raise GuessedPhasesError(
+                f"{guessed[0]}{f' (and {len(guessed) - 1} more)' if len(guessed) > 1 else ''}; "
+                "confirm the phases, or accept the guessed ones"
+            )
+        warnings.extend(guessed)
     problems = pick_problems(case)
     if problems:
         raise AnalysisError(problems[0])
     if not any(case.picks.get(p) for p in study.phases):
         raise NoPicksError("no slices picked: pick three slices per phase or use automatic picking")
+    check_evidence(case)
+    report = check_liver(case, allow_doubtful or accepted(study, DOUBTFUL_ANATOMY))
+    if report is not None:
+        warnings.extend(report.notes)
+        if report.outcome != "liver":
+            warnings.append(f"anatomy accepted as liver though doubtful: {report.reason}")
+    return warnings
 
 
 def intensity_check(study: Study, manifest: Mapping[str, Any], assume_windows: bool = False) -> list[str]:

@@ -61,6 +61,30 @@ class EngineDied(EngineError):
     exit_code = 8
 
 
+class EvidenceError(AnalysisError):
+    """A slice the analysis would use holds no image: not decoded, constant, or outside the patient."""
+
+    exit_code = 9
+
+
+class NotLiverError(AnalysisError):
+    """The picked slices show no liver (chest, heart, head, neck or pelvis level, or no body)."""
+
+    exit_code = 10
+
+
+class LiverDoubtful(AnalysisError):
+    """The picked slices may not show a liver; analysed only after a person confirms (allow_doubtful)."""
+
+    exit_code = 11
+
+
+class GuessedPhasesError(AnalysisError):
+    """A phase was assigned on too little evidence (series order alone); analysed only once accepted."""
+
+    exit_code = 12
+
+
 ERRORS: dict[str, type[EngineError]] = {
     cls.__name__: cls
     for cls in (
@@ -74,6 +98,10 @@ ERRORS: dict[str, type[EngineError]] = {
         NoPicksError,
         AnalysisCancelled,
         EngineDied,
+        EvidenceError,
+        NotLiverError,
+        LiverDoubtful,
+        GuessedPhasesError,
     )
 }
 

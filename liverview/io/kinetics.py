@@ -61,6 +61,7 @@ class SliceAnatomy:
     liver_fraction: float = 0.0  # of the body area
     liver_hu: float | None = None
     liver_right_mm: float = 0.0  # how far the liver region's centre lies to the patient's right of the body centre
+    liver_right_share: float = 0.0  # share of the liver region right of the body centre (a midline organ: about 0.5)
     aorta_hu: float | None = None
     aorta_below: float | None = None  # spine found but no blob brighter than this in front of it: no enhanced aorta
     portal_hu: float | None = None
@@ -147,6 +148,7 @@ def analyse_slice(hu: np.ndarray, affine: np.ndarray, body_floor: float = BODY_F
         core = ndimage.binary_erosion(liver, structure=np.ones((3, 3), bool))
         out.liver_hu = float(np.median(img[core if core.any() else liver]))
         out.liver_right_mm = float(right[liver].mean() - r0)
+        out.liver_right_share = float(np.count_nonzero(right[liver] > r0)) / float(liver.sum())
         med = ndimage.median_filter(img, size=3)
         filled = ndimage.binary_fill_holes(ndimage.binary_closing(liver, structure=np.ones((3, 3), bool), iterations=2))
         vessel = med[filled & (med < BRIGHT_CAP_HU)]
