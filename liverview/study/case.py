@@ -353,6 +353,7 @@ class Case:
                 "patient_id": study.patient_id,
                 "path": study.path,
                 "intensity": study.intensity,
+                "identity": copy.deepcopy(study.info.get("identity")) if isinstance(study.info, dict) else None,
                 "phases": {p: asdict(s) for p, s in study.sources.items()},
             },
             "picks": copy.deepcopy(self.picks),

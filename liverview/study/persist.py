@@ -70,6 +70,15 @@ CASE_SCHEMA: dict[str, Any] = {
                 "patient_id": _ID,
                 "path": _TEXT,
                 "intensity": {"enum": [HU, WINDOWED, "mixed"]},
+                "identity": {
+                    "description": "What the exam's content was when the case was saved (io: exports hash their "
+                                   "images, DICOM exams list their series and a digest of their SOP Instance UIDs)",
+                    "type": ["object", "null"],
+                    "maxProperties": 20,
+                    "additionalProperties": {"anyOf": [_TEXT, {"type": "object", "maxProperties": 20,
+                                                               "additionalProperties": _TEXT},
+                                                       {"type": "array", "maxItems": 20, "items": _TEXT}]},
+                },
                 "phases": {
                     "type": "object",
                     "propertyNames": {"enum": list(PHASES)},
@@ -533,6 +542,13 @@ def _check_same_study(path: Path, block: Any, study: Study) -> None:
         )
     uid, patient, where = (str(block.get(k) or "") for k in ("study_uid", "patient_id", "path"))
     file_desc = _describe(uid, patient, where)
+    mine, theirs = block.get("identity"), study.info.get("identity") if isinstance(study.info, dict) else None
+    if isinstance(mine, dict) and isinstance(theirs, dict) and mine.get("kind") == theirs.get("kind") == "export":
+        # an image export is known by its images, wherever it is copied to
+        if mine.get("images_sha256") != theirs.get("images_sha256"):
+            raise CaseOfAnotherStudy(f"{path}: study.identity: the case file was saved on other images than the "
+                                     f"open export's ({file_desc}; the open exam is {open_desc})", ["identity"])
+        return
     reasons = []
     same_uid = bool(uid and study.study_uid and uid == study.study_uid)
     if uid and study.study_uid:

@@ -152,3 +152,16 @@ def test_the_same_export_reopened_restores_the_case_silently(tmp_path, session_a
     assert s.case_restored
     assert any(b.author != "labelme" for b in s.case.boxes)
     assert not [p for p in s.problems if "other images" in p or "LabelMe" in p]
+
+
+def test_a_copied_export_keeps_its_case_wherever_it_is_opened(tmp_path, session_at):
+    root = _export(tmp_path / "EX")
+    position = _read_and_save(session_at, root)
+    copy = tmp_path / "other-disk" / "EX-copy"
+    shutil.copytree(root, copy)
+    s = session_at()
+    _open(s, copy)
+    assert s.case_restored, s.problems
+    own = [b for b in s.case.boxes if b.author != "labelme"]
+    assert [(b.phase, b.rect, b.position) for b in own] == [("A", (10.0, 10.0, 14.0, 14.0), position)]
+    assert not [p for p in s.problems if "unreadable" in p or "other images" in p]
