@@ -107,6 +107,13 @@ class Bundle:
         }
 
 
+def _total(counts: Mapping) -> int | str:
+    """The sum of a cohort's class counts; '?' where the manifest holds something else than counts."""
+    values = list(counts.values())
+    ok = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+    return sum(values) if ok else "?"
+
+
 def training_summary(data: Any) -> str:
     """One line a reader can take in: the manifest's training data, a free text or the training module's record."""
     if not data:
@@ -117,7 +124,7 @@ def training_summary(data: Any) -> str:
     tv = data.get("train_validation")
     if isinstance(tv, Mapping):
         counts = tv.get("counts")
-        n = sum(counts.values()) if isinstance(counts, Mapping) else tv.get("patients")
+        n = _total(counts) if isinstance(counts, Mapping) else tv.get("patients")
         what = f"{n} patients"
         if isinstance(counts, Mapping):
             what += " (" + ", ".join(f"{k} {v}" for k, v in counts.items()) + ")"
@@ -127,7 +134,7 @@ def training_summary(data: Any) -> str:
     tests = data.get("test_cohorts")
     if isinstance(tests, Mapping) and tests:
         parts.append("tested on " + ", ".join(
-            f"{name} ({sum(c['counts'].values()) if isinstance(c, Mapping) and isinstance(c.get('counts'), Mapping) else '?'})"
+            f"{name} ({_total(c['counts']) if isinstance(c, Mapping) and isinstance(c.get('counts'), Mapping) else '?'})"
             for name, c in tests.items()))
     return "; ".join(parts)
 

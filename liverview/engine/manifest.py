@@ -31,6 +31,7 @@ MAX_MANIFEST_BYTES = 4 << 20  # the default manifest is ~30 kB
 MAX_SEAL_BYTES = 4096
 MAX_DEPTH = 64  # the default manifest nests 7 levels
 MAX_WEIGHT_BYTES = 1 << 30
+MAX_BUNDLE_BYTES = 2 << 30  # all weight files together: they are held in memory until the networks are built
 MAX_FILES = 16
 MAX_TEXT = 100_000
 CHUNK = 1 << 20
@@ -355,6 +356,9 @@ def _files(m: dict, folder: Path, where: Path) -> dict:
         if not (isinstance(meta["sha256"], str) and _HEX64.fullmatch(meta["sha256"])):
             raise _fail(where, f"{name}.sha256", f"expected 64 lower-case hex digits, got {show(meta['sha256'])}")
         _int_in(where, f"{name}.size", meta["size"], 0, MAX_WEIGHT_BYTES)
+    total = sum(meta["size"] for meta in files.values())
+    if total > MAX_BUNDLE_BYTES:
+        raise _fail(where, "files", f"{total} bytes of weights in all, more than {MAX_BUNDLE_BYTES}")
     return files
 
 
@@ -547,6 +551,10 @@ def validate_manifest(m: Any, where: Path) -> None:
             raise _fail(where, f"models.{key}.file", "missing")
         if not isinstance(entry["file"], str) or entry["file"] not in files:
             raise _fail(where, f"models.{key}.file", f"{show(entry['file'])} is not listed in files")
+    used = {models[key]["file"] for key in MODEL_KEYS}
+    for filename in files:
+        if filename not in used:
+            raise _fail(where, f"files.{filename}", "no model uses it (a bundle lists its weight files only)")
     _detector(models["detector"], where)
     for key in CLASSES:
         _classifier(key, models[key], where)

@@ -329,3 +329,17 @@ def test_an_edited_copy_of_a_valid_manifest_still_validates_without_torch(tiny_b
 
     m = copy.deepcopy(_manifest(tiny_bundle))
     validate_manifest(m, tiny_bundle / "manifest.json")
+
+
+def test_a_training_record_of_another_shape_is_summarised_without_a_traceback():
+    from liverview.engine.bundle import training_summary
+
+    record = {"source": "x", "train_validation": {"counts": {"HH": "many"}}, "test_cohorts": {"t": {"counts": {"HB": None}}}}
+    assert training_summary(record) == "x; ? patients (HH many); tested on t (?)"
+
+
+def test_a_listed_file_no_model_uses_is_refused_unread(bundle):
+    m = _manifest(bundle)
+    m["files"]["extra.safetensors"] = dict(m["files"]["stage1.safetensors"])
+    _write(bundle, m)
+    _refused(bundle, "files.extra.safetensors: no model uses it")
