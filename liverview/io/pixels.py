@@ -188,6 +188,10 @@ def decode_file(path: str, frames: list[int] | None, transfer_syntax: str = "") 
         return _decode_file(path, frames, transfer_syntax)
     except Exception as exc:  # every decoder plugin raises its own kinds
         raise DecodeFailed(str(exc)) from exc
+    except BaseException as exc:  # a Rust decoder's panic (pyo3's PanicException) is not an Exception
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise DecodeFailed(f"the decoder failed: {exc}") from exc
 
 
 def _decode_file(path: str, frames: list[int] | None, transfer_syntax: str) -> dict[int, np.ndarray]:
