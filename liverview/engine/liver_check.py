@@ -8,7 +8,7 @@ the largest thick soft-tissue region on the patient's right) and read as:
   of the body;
 - doubtful: a liver-like region, but at the wrong HU for the phase, too small (3-8 %),
   too central, or beside large lungs (the dome at heart level) or much bone;
-- no liver: no such region, or one at the wrong HU among bones (head, neck, pelvis), or
+- no liver: no such region, or much bone without a liver at liver HU (head, neck, pelvis), or
   lungs filling the body (chest, heart), or a body too small for an abdomen.
 
 The exam passes when at least half of the picked slices show a liver, is refused when none
@@ -85,8 +85,8 @@ def read_slice(m: SliceAnatomy, phase: str) -> tuple[str, str]:
     bones = m.bone_fraction >= BONE_FRACTION
     big = m.liver_fraction >= LIVER_FRACTION and m.liver_right_share >= RIGHT_SHARE
     some = m.liver_fraction >= DOUBTFUL_FRACTION
-    if bones and not hu_ok:
-        return NO_LIVER, f"bone is {m.bone_fraction:.0%} of the body and no tissue at liver HU: head, neck or pelvis level"
+    if bones and not (big and hu_ok):
+        return NO_LIVER, f"bone is {m.bone_fraction:.0%} of the body and no liver beside it: head, neck or pelvis level"
     if lungs and not big:
         return NO_LIVER, f"lungs fill {m.lung_fraction:.0%} of the body: chest or heart level"
     if not some:
