@@ -236,6 +236,30 @@ def frames_problem(v: dict[str, Any], file_size: int, transfer_syntax: str, pixe
     return f"NumberOfFrames={n} ({rows} x {cols}, {v.get('BitsAllocated', 0)} bits) cannot fit in {room}"
 
 
+class _Clamped:
+    """A file whose read(n) never asks for more than is left, so a forged length allocates nothing.
+
+    pydicom reads an element's value with fp.read(length); a length of 2**31 in a 2 KB file
+    would allocate 2 GiB before finding the file short.
+    """
+
+    def __init__(self, fp, size: int) -> None:
+        self._fp = fp
+        self._size = size
+
+    def read(self, n: int | None = -1) -> bytes:
+        if n is None or n < 0:
+            return self._fp.read()
+        return self._fp.read(min(n, max(self._size - self._fp.tell(), 0)))
+
+    def __getattr__(self, name: str):
+        return getattr(self._fp, name)
+
+
+def _dcmread(fp, size: int, force: bool) -> Dataset:
+    return pydicom.dcmread(_Clamped(fp, size), stop_before_pixels=True, specific_tags=_HEADER_TAG_INTS, force=force)
+
+
 def read_dataset(path: str, notes: list[str] | None = None) -> Dataset:
     """The header elements liverview uses, parsed by pydicom (an empty Dataset if that fails).
 
@@ -246,7 +270,7 @@ def read_dataset(path: str, notes: list[str] | None = None) -> Dataset:
             head = fp.read(132)
             fp.seek(0)
             force = head[128:132] != b"DICM"
-            ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=_HEADER_TAG_INTS, force=force)
+            ds = _dcmread(fp, os.fstat(fp.fileno()).st_size, force)
     except Exception as exc:  # the file was readable when scanned; a late failure leaves the extras empty
         if notes is not None:
             notes.append(f"header unreadable on second reading ({one_line(exc) or type(exc).__name__})")
@@ -570,7 +594,7 @@ def read_header(path: str | os.PathLike) -> SliceHeader | str:
                     return "not a DICOM file (no DICM marker)"
                 force = True
             fp.seek(0)
-            ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=_HEADER_TAG_INTS, force=force)
+            ds = _dcmread(fp, size, force)
             bad = check_elements(ds)
             if bad:
                 return f"undecodable element {bad[0]}"

@@ -46,8 +46,9 @@ class QuickHeader:
 class _Reader:
     """Bytes of a file read in chunks as the walk needs them."""
 
-    def __init__(self, fp) -> None:
+    def __init__(self, fp, size: int) -> None:
         self.fp = fp
+        self.size = size
         self.base = 0
         self.buf = fp.read(_CHUNK)
 
@@ -55,6 +56,8 @@ class _Reader:
         off = pos - self.base
         if off < 0:
             raise QuickFallback("backwards")
+        if pos + n > self.size:  # a length field beyond the file: never ask read() for it
+            raise EOFError
         if off + n > len(self.buf):
             self.fp.seek(pos)
             self.base, self.buf = pos, self.fp.read(max(n, _CHUNK))
@@ -105,7 +108,7 @@ def _skip_sequence(r: _Reader, pos: int, implicit: bool, depth: int = 0) -> int:
 
 def quick_header(fp, wanted: frozenset[int], file_size: int) -> QuickHeader:
     """Walk the header of an open file; raise QuickFallback when pydicom should read it."""
-    r = _Reader(fp)
+    r = _Reader(fp, file_size)
     if r.get(128, 4) != b"DICM":
         raise QuickFallback("no preamble")
     pos = 132
