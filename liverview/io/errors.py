@@ -4,7 +4,12 @@ from __future__ import annotations
 
 
 class ExamError(Exception):
-    """Nothing usable could be read from an exam; the message names the path and why."""
+    """Nothing usable could be read from an exam; the message names the path and why, `details`
+    lists every reason behind it (one line each: the series or file and what was wrong)."""
+
+    def __init__(self, message: str, details: list[str] | tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.details = [one_line(d) for d in details]
 
 
 class LoadCancelled(Exception):

@@ -85,7 +85,7 @@ def choose_study(result: ScanResult, study_uid: str | None) -> StudyRecord:
         return st
     usable = [st for st in result.studies if st.candidates]
     if not usable:
-        raise ExamError(f"{result.path}: {_nothing_usable(result)}")
+        raise ExamError(f"{result.path}: {_nothing_usable(result)}", _why_not_usable(result))
     return max(usable, key=lambda st: (len(st.phases), len(st.candidates)))
 
 
@@ -100,6 +100,16 @@ def _nothing_usable(result: ScanResult) -> str:
         reasons[s.not_offered or "?"] = reasons.get(s.not_offered or "?", 0) + 1
     top = "; ".join(f"{n} x {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
     return f"no CT series usable as a phase ({len(series)} series: {top})"
+
+
+def _why_not_usable(result: ScanResult) -> list[str]:
+    """Every reason behind "nothing usable": each series and why it is not offered, each skipped file,
+    every problem the scan found, and the export layout hint when there are images but no DICOM."""
+    lines = [f"{s.label}: {s.not_offered or 'not offered as a phase'}" for s in result.series]
+    lines += [f"{path}: {why}" for path, why in result.skipped]
+    lines += list(result.problems)
+    hint = image_hint(result)
+    return lines + ([hint] if hint else [])
 
 
 def image_hint(result: ScanResult) -> str | None:

@@ -255,25 +255,29 @@ class MainWindow(QMainWindow):
             self.sigAutoPickDone.emit()
 
     def _job_failed(self, kind: str, message: str, exc) -> None:
-        from liverview.engine.errors import MissingPhasesError
+        from liverview.engine.errors import IntensityError, MissingPhasesError
 
         self._update_actions()
-        if kind == "analyze" and isinstance(exc, MissingPhasesError) and message.startswith("Analysis refused"):
-            self._offer_partial_analysis(message)
-        elif message.startswith("Analysis refused"):
+        refused = kind == "analyze" and message.startswith("Analysis refused")
+        if refused and isinstance(exc, MissingPhasesError):
+            self._offer_override(message, "Analyse with the phases there are? The result will say which are missing.",
+                                 allow_missing=True)
+        elif refused and isinstance(exc, IntensityError):
+            self._offer_override(message, "These images are 8-bit exports without their window. Analyse them as "
+                                 "exported with the model bundle's windows (the result will say so)?", assume_windows=True)
+        elif refused:
             self._error_box(message)
         self.sigJobFailed.emit(message)
 
-    def _offer_partial_analysis(self, message: str) -> None:
-        """The same refusal as `liverview analyze`; the reader may go on, as --allow-missing does."""
+    def _offer_override(self, message: str, question: str, **override: bool) -> None:
+        """A refusal `liverview analyze` lifts with a flag: here the reader confirms instead, and the analysis runs."""
         self.statusBar().showMessage(message, 10000)
-        box = QMessageBox(QMessageBox.Icon.Warning, "liverview",
-                          f"{message}\n\nAnalyse with the phases there are? The result will say which are missing.",
+        box = QMessageBox(QMessageBox.Icon.Warning, "liverview", f"{message}\n\n{question}",
                           QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
         box.setDefaultButton(QMessageBox.StandardButton.No)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.finished.connect(lambda result: result == QMessageBox.StandardButton.Yes
-                             and self.session.request_analysis(allow_missing=True))
+                             and self.session.retry_analysis(**override))
         box.open()
         self.partial_dialog = box
 
@@ -326,12 +330,16 @@ class MainWindow(QMainWindow):
         if self.statusBar().currentMessage() == self._progress_message:
             self.statusBar().clearMessage()  # only our own "working…" line, not a later message
 
-    def _error_box(self, message: str) -> None:
-        """Tell the user (message box, status bar); never blocks a worker."""
+    def _error_box(self, message: str, details: list[str] | None = None) -> None:
+        """Tell the user (message box, status bar); every reason behind it under Show Details; never blocks a worker."""
         self.statusBar().showMessage(message, 10000)
         box = QMessageBox(QMessageBox.Icon.Warning, "liverview", message, QMessageBox.StandardButton.Ok, self)
+        if details:
+            box.setInformativeText(f"{len(details)} reason{'s' if len(details) != 1 else ''}: see Show Details.")
+            box.setDetailedText("\n".join(details))
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
+        self.error_dialog = box
 
     def show_error(self, message: str) -> None:
         self.session.tell_error(message)

@@ -317,7 +317,12 @@ class PhaseView(pg.ViewBox):
     def set_window(self, level: float, width: float) -> None:
         self.win_level, self.win_width = float(level), max(1.0, float(width))
         self.image.setLevels(self._levels())
-        self.window_text.set(f"W {self.win_width:.0f}  L {self.win_level:.0f}")
+        if self.volume is not None and self.volume.intensity != HU and self.volume.window is None:
+            self.window_text.set("8-bit export, not HU")  # no window known: the grey levels are shown as they are
+        elif self.volume is not None and self.volume.intensity != HU:
+            self.window_text.set(f"W {self.win_width:.0f}  L {self.win_level:.0f} (from 8-bit, not HU)")
+        else:
+            self.window_text.set(f"W {self.win_width:.0f}  L {self.win_level:.0f}")
 
     def set_picked(self, picked: bool, rank: int | None = None) -> None:
         self.picked = picked

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer
@@ -115,7 +116,7 @@ class ScreenshotDriver(QObject):
         if self._stage == "done":
             return
         log.error("screenshot: %s", message)
-        print(f"screenshot failed: {message}", flush=True)
+        print(f"screenshot failed: {message}", file=sys.stderr, flush=True)
         self._stage = "done"
         self.exit_code = 1
         QApplication.quit()

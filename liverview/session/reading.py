@@ -17,7 +17,7 @@ from typing import Any, Callable
 from psygnal import Signal
 
 from liverview.engine.compat import check_case
-from liverview.engine.errors import AnalysisCancelled, EngineError
+from liverview.engine.errors import AnalysisCancelled, EngineError, IntensityError
 from liverview.session import box_edits
 from liverview.session.case_files import restore_case, saved_study_block
 from liverview.session.dispatch import CallQueue
@@ -87,7 +87,7 @@ class ReadingSession:
     progress_done = Signal(str)
     problem = Signal(str)
     status = Signal(str, int)  # message, milliseconds to show it
-    error = Signal(str)  # tell the user now (a dialog in the GUI)
+    error = Signal(str, object)  # tell the user now (a dialog in the GUI): the line, and every reason behind it
     engine_state = Signal(str)
     bundle_changed = Signal(object)  # the bundle card, or None
     engine_study_ready = Signal()
@@ -117,6 +117,8 @@ class ReadingSession:
         self._load_cancel: threading.Event | None = None
         self.problems: list[str] = []
         self.last_error = ""
+        self.failure_details: list[str] = []  # every reason behind the last failed open
+        self._refused_options: dict[str, bool] = {}
         self.lesion_extent: tuple[float, float] | None = None
         self.jobs: dict[str, _Job] = {}  # kind -> running job
         self.pending: list[_Job] = []
@@ -145,11 +147,11 @@ class ReadingSession:
         self.problems.append(text)
         self.problem.emit(text)
 
-    def tell_error(self, message: str) -> None:
+    def tell_error(self, message: str, details: list[str] | tuple[str, ...] = ()) -> None:
         log.error("%s", message)
         self.last_error = message
         self.add_problem(message)
-        self.error.emit(message)
+        self.error.emit(message, list(details))
 
     # ---- opening -------------------------------------------------------------------------------
     def open(self, path: str | os.PathLike, phases: dict[str, str] | None = None) -> None:
@@ -193,7 +195,7 @@ class ReadingSession:
                     post(self._load_cancelled, token)
                 else:
                     log.error("opening %s failed:\n%s", path, traceback.format_exc())
-                    post(self._load_failed, token, one_line(exc))
+                    post(self._load_failed, token, one_line(exc), list(getattr(exc, "details", None) or []))
                 return
             if cancel.is_set():
                 post(self._load_cancelled, token)
@@ -223,12 +225,13 @@ class ReadingSession:
         self.status.emit("loading cancelled", 4000)
         self.open_cancelled.emit()
 
-    def _load_failed(self, token: int, message: str) -> None:
+    def _load_failed(self, token: int, message: str, details: list[str] | None = None) -> None:
         if token != self.load_token:
             return
         self._load_ended()
         self.close()
-        self.tell_error(f"Could not open the exam: {message}")
+        self.failure_details = list(details or [])
+        self.tell_error(f"Could not open the exam: {message}", self.failure_details)
         self.open_failed.emit(message)
 
     def _study_arrived(self, token: int, study: Study) -> None:
@@ -502,7 +505,7 @@ class ReadingSession:
         if job.kind == "analyze":
             refusal = self.analysis_refusal(job.allow_missing)
             if refusal is not None:
-                self._refuse(refusal)
+                self._refuse(refusal, job)
                 return False
         if not self.engine_can_run():
             self.pending.append(job)
@@ -515,8 +518,17 @@ class ReadingSession:
         self._submit(job)
         return True
 
-    def _refuse(self, refusal: EngineError) -> None:
+    def retry_analysis(self, **override: bool) -> bool:
+        """Ask again for the analysis that was last refused, with what the reader now allows
+        (allow_missing=True, assume_windows=True): the viewer's way to the CLI's flags."""
+        options = dict(self._refused_options)
+        options.update(override)
+        return self.request_analysis(**options)
+
+    def _refuse(self, refusal: EngineError, job: _Job | None = None) -> None:
         """An analysis the rules do not allow: said once, in the words `liverview analyze` uses."""
+        if job is not None:
+            self._refused_options = {"allow_missing": job.allow_missing, "assume_windows": job.assume_windows}
         message = f"Analysis refused: {one_line(refusal)}"
         log.warning("%s", message)
         self.last_error = message
@@ -536,7 +548,7 @@ class ReadingSession:
         if job.kind == "analyze":
             refusal = self.analysis_refusal(job.allow_missing)  # the case may have changed while it waited
             if refusal is not None:
-                self._refuse(refusal)
+                self._refuse(refusal, job)
                 return
             warnings = self.case.pick_warnings()
             if warnings:
@@ -589,6 +601,9 @@ class ReadingSession:
         self.progress_done.emit(job.kind)
         if isinstance(exc, AnalysisCancelled):
             self._job_cancelled_now(job)
+            return
+        if job.kind == "analyze" and isinstance(exc, IntensityError) and not job.assume_windows:
+            self._refuse(exc, job)  # the engine's own rule on the pixels: the reader may confirm and go on
             return
         what = {"analyze": "Analysis", "auto_pick": "Auto-pick"}[job.kind]
         message = f"{what} failed: {one_line(exc)}"

@@ -197,3 +197,24 @@ def test_problems_found_while_loading_are_listed_not_thrown(window, qtbot, phant
     assert any("truncated pixel data" in line and victim.name in line for line in lines), lines
     assert window.study.phases == list(PHASES)  # the exam still opened
     assert window.last_error == ""
+
+
+def test_every_reason_why_nothing_is_usable_is_in_the_dialog_details(window, qtbot, phantom_exam, tmp_path):
+    src, _ = phantom_exam
+    path = tmp_path / "mr-only"
+    shutil.copytree(src, path)
+    series = sorted(d for d in (path / "dicom").iterdir() if d.is_dir())
+    for d in series:  # four series a CT workstation cannot take as phases
+        for f in d.iterdir():
+            ds = pydicom.dcmread(f)
+            ds.Modality = "MR"
+            ds.save_as(f)
+    for k in range(7):
+        (path / f"note{k}.txt").write_text("not an image")
+    window.open_path(str(path))
+    qtbot.waitUntil(lambda: bool(window.last_error) and not window.loading, timeout=30000)
+    box = window.error_dialog
+    details = box.detailedText().splitlines()
+    assert box.text().startswith("Could not open the exam:") and "Show Details" in box.informativeText()
+    assert len([line for line in details if "series" in line]) == len(series), details
+    assert all(any(f"note{k}.txt" in line for line in details) for k in range(7)), details
