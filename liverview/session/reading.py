@@ -252,6 +252,7 @@ class ReadingSession:
         for note in notes:
             self.add_problem(note)
         self.case = case if case is not None else Case(study)
+        self._check_saved_findings()
         if self.case_path is not None:
             self.saver = CaseSaver(self.case, self.case_path, self.post,
                                    on_failed=lambda m: self.post(self.tell_error, m),
@@ -265,6 +266,19 @@ class ReadingSession:
         if self._stale:
             self.add_problem("the saved findings are out of date: the picks, boxes or phases changed since; "
                              "run the analysis again")
+
+    def _check_saved_findings(self) -> None:
+        """Saved findings the contract cannot read are dropped (said once); never shown half-read."""
+        from liverview.findings.model import Findings
+
+        if self.case.findings is None:
+            return
+        try:
+            Findings.from_dict(self.case.findings)
+        except Exception as exc:  # noqa: BLE001 - any malformed document: the reader's picks and boxes stay
+            self.case.findings = None
+            self.add_problem(f"the saved findings in {self.case_path} could not be read ({one_line(exc)}); "
+                             "they were left out: run the analysis again")
 
     def use_case(self, case: Case) -> None:
         """Put another case on the open study (the command line's picks file, a fresh case for auto-pick)."""

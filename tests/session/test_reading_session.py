@@ -287,3 +287,22 @@ def test_opening_another_exam_while_an_analysis_runs_drops_its_result(make_sessi
     s.process_events(0.2)
     assert results == [] and s.case.findings is None and not s.jobs
     assert s.study.phases == ["V"] and s.analysis_state is JobState.IDLE
+
+
+def test_saved_findings_the_contract_cannot_read_are_left_out_and_named(make_session, open_exam, phantom_exam,
+                                                                       tmp_path):
+    path, truth = phantom_exam
+    s = make_session(case_dir=tmp_path / "cases")
+    open_exam(s, path)
+    z = truth["phases"]["V"]["picks"][0]
+    s.toggle_pick("V", z)
+    s.flush()
+    case_path = s.case_path
+    s.close()
+    data = json.loads(case_path.read_text(encoding="utf-8"))
+    data["findings"] = {"exam": "not an exam block"}
+    case_path.write_text(json.dumps(data), encoding="utf-8")
+    open_exam(s, path)
+    assert s.case_restored and s.case.picks["V"] == pytest.approx([z])  # the reader's work stays
+    assert s.case.findings is None and s.analysis_state is JobState.IDLE
+    assert any("saved findings" in line and "run the analysis again" in line for line in s.problems)
