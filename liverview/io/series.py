@@ -305,6 +305,15 @@ def analyze_series(uid: str, headers: list[SliceHeader], max_pixel_bytes: int = 
         rec.not_offered = rec.refusal
         return rec
     images = _leave_out(images, _colour, "with colour pixels in a monochrome series", label, rec.problems)
+    syntax_problems = {ts: decoder_problem(ts) for ts in {h.transfer_syntax for h in images}}
+    undecodable = [h for h in images if syntax_problems[h.transfer_syntax]]
+    if undecodable and 2 * len(undecodable) >= len(images):
+        rec.refusal = rec.not_offered = syntax_problems[undecodable[0].transfer_syntax]
+        return rec
+    images = _leave_out(
+        images, lambda h: syntax_problems[h.transfer_syntax], "in a transfer syntax that cannot be decoded here",
+        label, rec.problems,
+    )
     images = _leave_out(
         images,
         lambda h: (
@@ -449,7 +458,7 @@ def _leave_out(images: list[SliceHeader], reason, what: str, label: str, problem
     for h in images:
         why = reason(h)
         (out if why else kept).append((h, why))
-    if out:
+    if out and kept:  # with nothing kept the series' refusal says why
         h, why = out[0]
         n = len(out)
         problems.append(

@@ -403,3 +403,16 @@ def test_chmod_000_phase_folder_and_file(tmp_path, exam_writer, capsys):
     finally:
         (tmp_path / "s1").chmod(0o755)
         locked.chmod(0o644)
+
+
+def test_one_file_in_a_transfer_syntax_nobody_decodes_is_left_out(tmp_path, exam_writer):
+    exam_writer(tmp_path, n=4)
+    bad = _files(tmp_path)[8]
+    ds = pydicom.dcmread(bad)
+    ds.file_meta.TransferSyntaxUID = "1.2.3.4.5"
+    ds.save_as(bad)
+    result = scan(tmp_path)
+    s = next(s for s in result.series if any(h.path == str(bad) for h in s.headers))
+    assert s.loadable and s.n_slices == 3
+    assert any("in a transfer syntax that cannot be decoded here left out" in p and "unknown transfer syntax 1.2.3.4.5" in p
+               for p in s.problems)
