@@ -285,7 +285,7 @@ def screen_slices(slices: list["Slice"], label: str, problems: list[str]) -> tup
     is left.
     """
     kept: list["Slice"] = []
-    dropped: dict[str, dict[str, str]] = {}  # field -> path -> detail
+    dropped: dict[str, list[tuple[str, str]]] = {}  # field -> (path, detail) per slice left out
     repaired: dict[str, dict[str, str]] = {}  # what replaced the LUT -> path -> detail
     lut_seen: dict[str, str | None] = {}
     for s in slices:
@@ -294,7 +294,7 @@ def screen_slices(slices: list["Slice"], label: str, problems: list[str]) -> tup
         if defect is None and s.plan is not None:
             defect = _rescale_defect(s.plan)
         if defect is not None:
-            dropped.setdefault(defect[0], {}).setdefault(h.path, defect[1])
+            dropped.setdefault(defect[0], []).append((h.path, defect[1]))
             continue
         if s.plan is None and s.rescale_ds is None:
             if h.path not in lut_seen:
@@ -306,10 +306,10 @@ def screen_slices(slices: list["Slice"], label: str, problems: list[str]) -> tup
                 repaired.setdefault(used, {}).setdefault(h.path, detail)
                 s.plan = fallback or (1.0, 0.0)
         kept.append(s)
-    for field, files in dropped.items():
-        path, detail = next(iter(files.items()))
+    for field, items in dropped.items():
+        path, detail = items[0]
         problems.append(
-            f"{label}: {_plural(len(files), 'file')} left out, {field} cannot be trusted (first: {printable(path)}: {detail})"
+            f"{label}: {_plural(len(items), 'slice')} left out, {field} cannot be trusted (first: {printable(path)}: {detail})"
         )
     for used, files in repaired.items():
         path, detail = next(iter(files.items()))
@@ -319,5 +319,5 @@ def screen_slices(slices: list["Slice"], label: str, problems: list[str]) -> tup
         )
     if kept or not dropped:
         return kept, None
-    field, files = next(iter(dropped.items()))
-    return kept, f"no image can be trusted: {field} (first: {next(iter(files.values()))})"
+    field, items = next(iter(dropped.items()))
+    return kept, f"no image can be trusted: {field} (first: {items[0][1]})"

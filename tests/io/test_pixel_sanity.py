@@ -160,3 +160,47 @@ def test_a_lut_whose_data_is_shorter_than_its_descriptor_is_not_used(tmp_path, s
     load = load_exam(tmp_path)
     assert "LUTData has 10 entries" in _only_problem(load.problems, "Modality LUT Sequence")
     assert load.study.volumes["A"].pixels.any()
+
+
+def test_a_frame_with_a_nan_per_frame_slope_is_left_out_and_the_other_frames_kept(tmp_path):
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import EnhancedCTImageStorage, ExplicitVRLittleEndian
+
+    fm = FileMetaDataset()
+    fm.MediaStorageSOPClassUID = EnhancedCTImageStorage
+    fm.MediaStorageSOPInstanceUID = sop = generate_uid()
+    fm.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = fm
+    ds.SOPClassUID, ds.SOPInstanceUID = EnhancedCTImageStorage, sop
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality, ds.SeriesDescription, ds.SeriesNumber = "CT", "Portal venous", 3
+    ds.Rows, ds.Columns, ds.NumberOfFrames = 6, 8, 4
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    shared = Dataset()
+    ori = Dataset()
+    ori.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    shared.PlaneOrientationSequence = Sequence([ori])
+    meas = Dataset()
+    meas.PixelSpacing = [0.5, 0.5]
+    shared.PixelMeasuresSequence = Sequence([meas])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    frames = []
+    for k in range(4):
+        item = Dataset()
+        pos = Dataset()
+        pos.ImagePositionPatient = [0.0, 0.0, 2.0 * k]
+        item.PlanePositionSequence = Sequence([pos])
+        pvt = Dataset()
+        pvt.RescaleSlope, pvt.RescaleIntercept = ("NaN" if k == 2 else 1), -1000
+        item.PixelValueTransformationSequence = Sequence([pvt])
+        frames.append(item)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
+    ds.PixelData = np.stack([np.full((6, 8), 1000 + 7 * k, np.uint16) for k in range(4)]).tobytes()
+    ds.save_as(tmp_path / "enh.dcm", enforce_file_format=True)
+    load = load_exam(tmp_path)
+    line = _only_problem(load.problems, "RescaleSlope")
+    assert "1 slice left out" in line and "enh.dcm" in line
+    vol = load.study.volumes["V"]
+    assert [int(vol.pixels[i, 0, 0]) for i in range(3)] == [0, 7, 21]
