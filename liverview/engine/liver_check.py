@@ -3,7 +3,7 @@
 Each picked slice is measured (io/kinetics.py: body outline, air inside the body, bone,
 the largest thick soft-tissue region on the patient's right) and read as:
 
-- liver: a region of at least 8 % of the body on the patient's right (55 % of it right of
+- liver: a region of at least 8 % of the body on the patient's right (half of it right of
   the midline) at the liver HU of the slice's phase, lungs under 25 % and bone under 10 %
   of the body;
 - doubtful: a liver-like region, but at the wrong HU for the phase, too small (3-8 %),
@@ -30,10 +30,10 @@ from liverview.study.volume import HU
 
 LIVER, DOUBTFUL, NO_LIVER = "liver", "doubtful", "no liver"
 # liver parenchyma HU per phase, wide: children, adults, fatty livers and doses differ
-LIVER_HU = {"P": (35.0, 85.0), "A": (45.0, 140.0), "V": (70.0, 180.0), "D": (60.0, 160.0)}
+LIVER_HU = {"P": (40.0, 85.0), "A": (45.0, 140.0), "V": (70.0, 180.0), "D": (60.0, 160.0)}
 LIVER_FRACTION = 0.08
 DOUBTFUL_FRACTION = 0.03
-RIGHT_SHARE = 0.55
+RIGHT_SHARE = 0.5  # a child's liver reaches well past the midline
 LUNG_FRACTION = 0.25
 BONE_FRACTION = 0.10
 MIN_BODY_CM2 = 30.0

@@ -28,12 +28,14 @@ def engine(random_bundle):
     return Engine(random_bundle)
 
 
-def make_volume(n=12, h=64, w=80, z0=0.0, dz=2.5, spacing=0.7, lesion_hu=40.0, phase_hu=110.0, seed=0):
-    """A 'liver' block with a round hypodense lesion in slices 4..8, HU, LPS geometry."""
+def make_volume(n=12, h=64, w=80, z0=0.0, dz=2.5, spacing=3.0, lesion_hu=40.0, phase_hu=110.0, seed=0):
+    """A child's abdomen (air, fat, a liver on the patient's right, image left) with a round hypodense lesion in
+    slices 4..8, HU, LPS geometry; 3 mm pixels make it body-sized, so the liver check sees a liver."""
     rng = np.random.default_rng(seed)
-    px = np.full((n, h, w), -100.0, dtype=np.float32)
-    px[:, 8 : h - 8, 6 : w - 6] = phase_hu
     yy, xx = np.mgrid[0:h, 0:w]
+    px = np.full((n, h, w), -1000.0, dtype=np.float32)
+    px[:, ((yy - h / 2) / (h / 2 - 2)) ** 2 + ((xx - w / 2) / (w / 2 - 2)) ** 2 <= 1] = -100.0
+    px[:, ((yy - h * 0.45) / (h * 0.36)) ** 2 + ((xx - w * 0.4) / (w * 0.34)) ** 2 <= 1] = phase_hu
     disc = (yy - 30) ** 2 + (xx - 44) ** 2 <= 9**2
     for k in range(4, 9):
         px[k][disc] = lesion_hu
@@ -162,18 +164,25 @@ def tiny_bundle(tmp_path_factory):
 
 
 def _synthetic_study(n_slices=12, size=48, phases=("P", "A", "V", "D"), uid="1.2.826.0.1.77"):
-    """A bright disc ("lesion") in noise on every phase, in the middle third of the slices."""
+    """A bright disc ("lesion") in a liver on every phase, in the middle third of the slices.
+
+    The body (fat in air, 4 mm pixels: child-sized) and the liver on the patient's right let
+    the liver check pass."""
     from liverview.study.case import PhaseSource
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:size, :size]
     disc = (xx - size * 0.6) ** 2 + (yy - size * 0.4) ** 2 < (size * 0.12) ** 2
+    body = ((yy - size / 2) / (size / 2 - 2)) ** 2 + ((xx - size / 2) / (size / 2 - 2)) ** 2 <= 1
+    liver = ((yy - size * 0.45) / (size * 0.36)) ** 2 + ((xx - size * 0.4) / (size * 0.34)) ** 2 <= 1
+    liver_hu = {"P": 55.0, "A": 75.0, "V": 110.0, "D": 95.0}
     volumes, sources = {}, {}
     for i, p in enumerate(phases):
-        px = rng.normal(40.0, 10.0, (n_slices, size, size)).astype(np.float32)
+        px = rng.normal(0.0, 10.0, (n_slices, size, size)).astype(np.float32)
+        px += np.where(liver, liver_hu[p], np.where(body, -100.0, -1000.0)).astype(np.float32)
         for k in range(n_slices // 3, 2 * n_slices // 3):
             px[k][disc] += 100.0 + 20 * i
-        affine = np.diag([0.8, 0.8, 2.0, 1.0])
+        affine = np.diag([4.0, 4.0, 2.0, 1.0])
         affine[:3, 3] = [-25.0, -25.0, -20.0]
         volumes[p] = Volume(px, affine, series_uid=f"{uid}.{i}", description=f"series {p}")
         sources[p] = PhaseSource(series_uid=f"{uid}.{i}", description=f"series {p}", evidence=["test"], confidence=1.0)

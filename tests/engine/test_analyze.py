@@ -154,7 +154,7 @@ def test_unmatched_phases_and_windowed_exports_are_refused(engine, make_case):
 
     case = make_case()
     for v in case.study.volumes.values():
-        v.pixels = np.clip((v.pixels + 100) / 290 * 255, 0, 255).astype(np.float32)
+        v.pixels = np.clip((v.pixels + 160) / 400 * 255, 0, 255).astype(np.float32)  # exported at W400/L40: fat stays body
         v.intensity = "windowed"
     with pytest.raises(IntensityError, match="--assume-windows"):
         engine.analyze(case)

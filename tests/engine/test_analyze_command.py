@@ -106,7 +106,7 @@ def test_tampered_bundle_exit_code(four_phase_exam, random_bundle, tmp_path, cap
 def test_windowed_export_without_window_exit_code(monkeypatch, make_case, random_bundle, capsys):
     study = make_case().study
     for v in study.volumes.values():
-        v.pixels = np.clip((v.pixels + 100) / 290 * 255, 0, 255).astype(np.float32)
+        v.pixels = np.clip((v.pixels + 160) / 400 * 255, 0, 255).astype(np.float32)  # exported at W400/L40: fat stays body
         v.intensity = "windowed"
 
     class Load:
