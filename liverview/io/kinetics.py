@@ -332,7 +332,7 @@ def _measure(s) -> Kinetics | None:
                 if can_read_native(sl):
                     raw = read_native(sl)
                 else:
-                    arrays = decode_file(sl.header.path, None if sl.frame is None else [sl.frame], sl.header.transfer_syntax)
+                    arrays = decode_file(sl.header.path, None if sl.frame is None else [sl.frame], sl.header.transfer_syntax, keep=True)
                     raw = arrays[0 if sl.frame is None else sl.frame]
                 if raw.ndim == 3 and raw.shape[0] == 1:
                     raw = raw[0]

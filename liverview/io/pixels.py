@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -179,13 +182,43 @@ def read_native(s: "Slice") -> np.ndarray:
     return arr.reshape(h.rows, h.cols)
 
 
-def decode_file(path: str, frames: list[int] | None, transfer_syntax: str = "") -> dict[int, np.ndarray]:
+_KEPT: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+_KEPT_MAX = 16
+_KEPT_LOCK = threading.Lock()
+
+
+def _kept_key(path: str, transfer_syntax: str) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (path, transfer_syntax, st.st_size, st.st_mtime_ns)
+
+
+def decode_file(path: str, frames: list[int] | None, transfer_syntax: str = "", keep: bool = False) -> dict[int, np.ndarray]:
     """Decode frames of one file with pydicom (compressed, deflated, big-endian, float, 1-bit data).
 
-    Raises DecodeFailed, its cause chained, when pydicom cannot.
+    Raises DecodeFailed, its cause chained, when pydicom cannot. With `keep` a single-frame
+    result is also kept (the last 16, read-only) for the next decode of the same unchanged
+    file, which takes it: the phase probe (io/kinetics.py) decodes the middle slices that the
+    loader decodes first, 30 ms each for JPEG 2000 (benchmarks/load_exam.py,
+    first_slice[jpeg2000-lossless]).
     """
+    key = _kept_key(path, transfer_syntax) if frames is None else None
+    if key is not None:
+        with _KEPT_LOCK:
+            kept = _KEPT.pop(key, None)
+        if kept is not None:
+            return {0: kept}
     try:
-        return _decode_file(path, frames, transfer_syntax)
+        out = _decode_file(path, frames, transfer_syntax)
+        if keep and key is not None:
+            out[0].flags.writeable = False
+            with _KEPT_LOCK:
+                _KEPT[key] = out[0]
+                while len(_KEPT) > _KEPT_MAX:
+                    _KEPT.popitem(last=False)
+        return out
     except Exception as exc:  # every decoder plugin raises its own kinds
         raise DecodeFailed(str(exc)) from exc
     except BaseException as exc:  # a Rust decoder's panic (pyo3's PanicException) is not an Exception

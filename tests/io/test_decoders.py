@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import gdcm
 import numpy as np
 import pydicom
@@ -243,3 +245,17 @@ def test_a_corrupt_stream_is_a_decode_failure_naming_the_cause(tmp_path, series_
     with pytest.raises(DecodeFailed) as err:
         decode_file(str(paths[0]), None, JPEGLosslessSV1)
     assert err.value.__cause__ is not None and decode_error(err.value, JPEGLosslessSV1)
+
+
+def test_a_kept_decode_is_taken_once_by_the_next_decode_of_the_unchanged_file(tmp_path, series_writer):
+    paths, stored = _write(tmp_path, series_writer, JPEGLosslessSV1, 12, False, -1024, n=2)
+    path = str(paths[0])
+    first = decode_file(path, None, JPEGLosslessSV1, keep=True)[0]
+    assert not first.flags.writeable
+    assert decode_file(path, None, JPEGLosslessSV1)[0] is first  # taken
+    assert decode_file(path, None, JPEGLosslessSV1)[0] is not first  # and gone
+    decode_file(path, None, JPEGLosslessSV1, keep=True)
+    mtime = os.stat(path).st_mtime_ns
+    paths[1].replace(paths[0])  # another file under the same name: decoded anew
+    os.utime(path, ns=(mtime + 10**9, mtime + 10**9))
+    assert np.array_equal(decode_file(path, None, JPEGLosslessSV1)[0], stored[1])
