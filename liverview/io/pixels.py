@@ -264,25 +264,38 @@ def lut_defect(ds) -> str | None:
     return None
 
 
-def _length_defect(h) -> tuple[str, str] | None:
-    """(field, detail) when native pixel data is longer than Rows x Columns x frames x BitsAllocated say."""
+def _length_defect(h) -> tuple[str, str, bool] | None:
+    """(field, detail, usable) when native pixel data is longer than Rows x Columns x frames x BitsAllocated say.
+
+    Whole extra rows leave the declared image intact (pydicom ignores them too): usable.
+    A whole multiple of the pixels at another bit depth is BitsAllocated at fault (8 bits
+    declared on 16-bit data reads as noise); any other excess means the rows are not
+    Columns wide.
+    """
     if h.pixel_length is None or h.bits_allocated < 8:
         return None
     pixels = h.rows * h.cols * h.frames * h.samples
     need = pixels * (h.bits_allocated // 8)
-    if h.pixel_length <= need + 1:  # a shorter one is truncated, reported by the series; +1: padding to even
+    if h.pixel_length <= need + 1 or not pixels:  # shorter is truncated, reported by the series; +1: padding to even
         return None
     frames = f" x {h.frames} frames" if h.frames > 1 else ""
     for length in (h.pixel_length, h.pixel_length - 1):
-        if pixels and length % pixels == 0 and length // pixels in (1, 2, 4, 8):
+        if length % pixels == 0 and length // pixels in (1, 2, 4, 8):
             return "BitsAllocated", (
                 f"BitsAllocated {h.bits_allocated} but the pixel data holds {length // pixels * 8} bits a pixel "
-                f"({h.pixel_length} bytes for {h.rows} x {h.cols}{frames})"
-            )
+                f"({h.pixel_length} bytes for {h.rows} x {h.cols}{frames}; or NumberOfFrames is wrong)"
+            ), False
+    row = h.cols * h.samples * (h.bits_allocated // 8)
+    for length in (h.pixel_length, h.pixel_length - 1):
+        if (length - need) % row == 0:
+            return "Rows", (
+                f"the pixel data holds {(length - need) // row} rows more than Rows x Columns "
+                f"{h.rows} x {h.cols}{frames} at {h.bits_allocated} bits"
+            ), True
     return "Rows/Columns", (
         f"Rows x Columns {h.rows} x {h.cols}{frames} at {h.bits_allocated} bits need {need} bytes, "
-        f"the pixel data holds {h.pixel_length}"
-    )
+        f"the pixel data holds {h.pixel_length}: not a whole number of rows"
+    ), False
 
 
 def _rescale_defect(plan: tuple[float, float]) -> tuple[str, str] | None:
@@ -313,17 +326,21 @@ def screen_slices(slices: list["Slice"], label: str, problems: list[str]) -> tup
     Left out, one problem line per field naming the first file: a RescaleSlope or
     RescaleIntercept that is NaN or infinite (or a slope of 0), native pixel data longer
     than BitsAllocated or Rows x Columns say (8 bits declared on 16-bit data would load as
-    noise). An empty or malformed Modality LUT Sequence is replaced by the rescale tags, or
+    noise); extra whole rows are only reported. An empty or malformed Modality LUT Sequence is replaced by the rescale tags, or
     by the stored values when there are none, and reported. `refusal` says why when nothing
     is left.
     """
     kept: list["Slice"] = []
     dropped: dict[str, list[tuple[str, str]]] = {}  # field -> (path, detail) per slice left out
+    noted: dict[str, list[tuple[str, str]]] = {}  # the same for slices kept as they are
     repaired: dict[str, dict[str, str]] = {}  # what replaced the LUT -> path -> detail
     lut_seen: dict[str, str | None] = {}
     for s in slices:
         h = s.header
-        defect = _length_defect(h)
+        length = _length_defect(h)
+        if length is not None and length[2]:
+            noted.setdefault(length[0], []).append((h.path, length[1]))
+        defect = length[:2] if length is not None and not length[2] else None
         if defect is None and s.plan is not None:
             defect = _rescale_defect(s.plan)
         if defect is not None:
@@ -343,6 +360,12 @@ def screen_slices(slices: list["Slice"], label: str, problems: list[str]) -> tup
         path, detail = items[0]
         problems.append(
             f"{label}: {_plural(len(items), 'slice')} left out, {field} cannot be trusted (first: {printable(path)}: {detail})"
+        )
+    for field, items in noted.items():
+        path, detail = items[0]
+        problems.append(
+            f"{label}: {_plural(len(items), 'slice')} with more pixel data than {field} says: "
+            f"the declared image is used (first: {printable(path)}: {detail})"
         )
     for used, files in repaired.items():
         path, detail = next(iter(files.items()))

@@ -69,15 +69,29 @@ def test_bits_allocated_8_on_16_bit_data_is_left_out(tmp_path, series_writer):
     assert np.array_equal(np.diff(vol.pixels[:, 0, :].astype(int), axis=1), np.ones((4, vol.pixels.shape[2] - 1)))
 
 
-def test_rows_that_do_not_match_the_pixel_data_leave_the_file_out(tmp_path, series_writer):
+def test_columns_that_do_not_divide_the_pixel_data_into_rows_leave_the_file_out(tmp_path, series_writer):
     paths = _series(tmp_path, series_writer, {})
     ds = pydicom.dcmread(paths[3])
-    ds.Rows = ds.Rows - 3  # the pixel data now holds more bytes than Rows x Columns say
+    ds.Columns = ds.Columns - 3  # read with this width, every row would be sheared
     ds.save_as(paths[3])
     load = load_exam(tmp_path)
     line = _only_problem(load.problems, "Rows/Columns")
-    assert str(paths[3]) in line
+    assert str(paths[3]) in line and "left out" in line
     assert load.study.volumes["A"].pixels.shape[0] == 4
+
+
+def test_extra_whole_rows_keep_the_declared_image_and_are_reported(tmp_path, series_writer):
+    paths = _series(tmp_path, series_writer, {})
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        ds.Rows = ds.Rows - 3  # the first Rows rows are still the image, as pydicom reads it
+        ds.save_as(p)
+    load = load_exam(tmp_path)
+    line = _only_problem(load.problems, "more pixel data than Rows")
+    assert "5 slices" in line and "3 rows more" in line
+    vol = load.study.volumes["A"]
+    assert vol.pixels.shape[0] == 5  # nothing left out
+    assert np.array_equal(vol.pixels[-1], pydicom.dcmread(paths[0]).pixel_array.astype(int) - 1024)
 
 
 def test_odd_8_bit_pixel_data_padded_to_even_length_is_fine(tmp_path, series_writer):
