@@ -23,6 +23,13 @@ EXIT_GUESSED_PHASES = 12  # a phase assigned on too little evidence and no --acc
 EXIT_CANCELLED = 130
 
 PROG = "liverview analyze"
+# what lifts a refusal the reader may override (the viewer asks instead)
+HINTS = {
+    EXIT_MISSING_PHASES: "; pass --allow-missing to go on",
+    EXIT_INTENSITY: "; pass --assume-windows to go on",
+    EXIT_GUESSED_PHASES: "; pass --accept-guessed-phases to go on",
+    EXIT_DOUBTFUL_ANATOMY: "; pass --accept-doubtful-anatomy to go on",
+}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -205,22 +212,16 @@ def run(args: argparse.Namespace) -> int:
         if not study.phases:
             _say(f"{args.exam}: no phase volumes found")
             return EXIT_MISSING_PHASES
-        from liverview.engine.evidence import DOUBTFUL_ANATOMY, GUESSED_PHASES, accept, guessed_phases
+        from liverview.engine.compat import Allowances
+        from liverview.engine.evidence import guessed_phases
 
         for line in guessed_phases(study):
             _say(f"warning: {line}")
-        if args.accept_guessed_phases:
-            accept(study, GUESSED_PHASES)
-        if args.accept_doubtful_anatomy:
-            accept(study, DOUBTFUL_ANATOMY)
-        refusal = session.analysis_refusal(allow_missing=args.allow_missing)
+        allow = Allowances(allow_missing=args.allow_missing, assume_windows=args.assume_windows,
+                           allow_doubtful=args.accept_doubtful_anatomy, accept_guessed_phases=args.accept_guessed_phases)
+        refusal = session.analysis_refusal(allow)
         if refusal is not None and not isinstance(refusal, NoPicksError):  # the rules the viewer applies too
-            hint = {
-                EXIT_MISSING_PHASES: "; pass --allow-missing to go on",
-                EXIT_GUESSED_PHASES: "; pass --accept-guessed-phases to go on",
-                EXIT_DOUBTFUL_ANATOMY: "; pass --accept-doubtful-anatomy to go on",
-            }.get(refusal.exit_code, "")
-            _say(f"{args.exam}: {refusal}{hint}")
+            _say(f"{args.exam}: {refusal}{HINTS.get(refusal.exit_code, '')}")
             return refusal.exit_code
         engine.start()
         if engine.state != "ready":
@@ -259,21 +260,14 @@ def run(args: argparse.Namespace) -> int:
                 return EXIT_INPUT
             session.use_case(case)
             source = f"{kind} {choice}"
-        outcome, detail = _run_job(
-            session, lambda: session.request_analysis(allow_missing=args.allow_missing, assume_windows=args.assume_windows))
+        outcome, detail = _run_job(session, lambda: session.request_analysis(allow))
         if outcome != "done":
             if isinstance(detail, EngineError):
-                hint = "; pass --accept-doubtful-anatomy to go on" if detail.exit_code == EXIT_DOUBTFUL_ANATOMY else ""
-                _say(f"{args.exam}: {detail}{hint}")
+                _say(f"{args.exam}: {detail}{HINTS.get(detail.exit_code, '')}")
                 return detail.exit_code
             _say(str(detail))
             return EXIT_INPUT
         findings = detail["findings"]
-        from liverview.engine.compat import check_case
-
-        for line in check_case(session.case, allow_missing=args.allow_missing):  # what was accepted: the result carries it
-            if line not in guessed_phases(study):
-                _say(f"warning: {line}")
 
         print(f"exam: {args.exam}  patient {study.patient_id or '-'}  study {study.study_uid or '-'}")
         print(_table(findings, source, engine.engine.load_seconds))

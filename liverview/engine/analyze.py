@@ -84,10 +84,12 @@ class Engine:
         return self.bundle.describe()
 
     # ------------------------------------------------------------------------------------
-    def check(self, case: Case, assume_windows: bool = False, allow_missing: bool = False) -> list[str]:
-        """Raise AnalysisError for a case that cannot be analysed; return notes on what converts."""
-        check_case(case, allow_missing)
-        return intensity_check(case.study, self.manifest, assume_windows)
+    def check(self, case: Case, assume_windows: bool = False, allow_missing: bool = False, allow_doubtful: bool = False,
+              accept_guessed_phases: bool = False) -> list[str]:
+        """Raise AnalysisError for a case that cannot be analysed; return the warnings it goes on with
+        (what the reader accepted) and notes on what converts."""
+        warnings = check_case(case, allow_missing, allow_doubtful, accept_guessed_phases)
+        return warnings + intensity_check(case.study, self.manifest, assume_windows)
 
     def analyze(
         self,
@@ -98,6 +100,8 @@ class Engine:
         assume_windows: bool = False,
         apply: bool = False,
         allow_missing: bool = False,
+        allow_doubtful: bool = False,
+        accept_guessed_phases: bool = False,
     ) -> Findings:
         """Detect, classify (two stages) and explain every composite of the case's picks.
 
@@ -121,7 +125,7 @@ class Engine:
                 progress(fraction, message)
 
         step(0.0, "checking the case")
-        notes = self.check(case, assume_windows, allow_missing)
+        notes = self.check(case, assume_windows, allow_missing, allow_doubtful, accept_guessed_phases)
         study = case.study
         try:
             comps = engine_composites(case, self.windows, mode)

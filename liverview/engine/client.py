@@ -17,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 from psygnal import Signal
 
+from liverview.engine.compat import Allowances
 from liverview.engine.errors import EngineDied, EngineError, error_from_reply
 from liverview.engine.protocol import (
     Analyze,
@@ -322,12 +323,13 @@ class EngineClient:
             old.release()
 
     # ---- jobs -------------------------------------------------------------------------------
-    def analyze(self, case_dict: dict[str, Any], assume_windows: bool = False, allow_missing: bool = False) -> int:
+    def analyze(self, case_dict: dict[str, Any], allow: Allowances | None = None, **flags: bool) -> int:
         """Analyse a case (Case.to_dict()) on the current study; returns the job number."""
         data = dict(case_dict)
         data["findings"] = None  # the engine does not need the old findings; keeps the pipe light
         data["reads"] = []
-        return self._job("analyze", lambda job: Analyze(job, data, bool(assume_windows), bool(allow_missing)))
+        allow = allow or Allowances(**flags)
+        return self._job("analyze", lambda job: Analyze(job, data, allow))
 
     def auto_pick(self) -> int:
         """Propose picks for the current study; returns the job number."""

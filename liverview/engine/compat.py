@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
@@ -15,7 +16,7 @@ from liverview.engine.errors import (
     NoPicksError,
     PhaseMatchError,
 )
-from liverview.engine.evidence import DOUBTFUL_ANATOMY, GUESSED_PHASES, accepted, check_evidence, guessed_phases, undecoded_phases
+from liverview.engine.evidence import check_evidence, guessed_phases, undecoded_phases
 from liverview.engine.liver_check import check_liver
 from liverview.study.case import Case, Study
 from liverview.study.phases import PHASE_NAMES, PHASES, WINDOWS
@@ -85,15 +86,33 @@ def pick_problems(case: Case) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class Allowances:
+    """What a reader accepted for one analysis: the command line's flags, the viewer's confirmations."""
+
+    allow_missing: bool = False  # missing phases become zero channels
+    assume_windows: bool = False  # windowed exports without their window taken as made with the bundle's windows
+    allow_doubtful: bool = False  # anatomy that may not show a liver
+    accept_guessed_phases: bool = False  # phases assigned on too little evidence
+
+    def rules(self) -> dict[str, bool]:
+        """The keyword arguments of check_case."""
+        return {"allow_missing": self.allow_missing, "allow_doubtful": self.allow_doubtful,
+                "accept_guessed_phases": self.accept_guessed_phases}
+
+
 def check_case(
-    case: Case, allow_missing: bool = False, allow_doubtful: bool = False, accept_guessed_phases: bool = False
+    case: Case, allow_missing: bool = False, allow_doubtful: bool = False, accept_guessed_phases: bool = False,
+    pixels: bool = True,
 ) -> list[str]:
     """Raise the AnalysisError that says why the case may not be analysed; return the warnings it goes on with.
 
     The one rule set (without the bundle: see intensity_check) shared by the engine, the CLI
     and the viewer. Guessed phases (GuessedPhasesError) and doubtful anatomy (LiverDoubtful)
-    pass when allowed here or accepted for the study (engine.evidence.accept); slices
-    without an image (EvidenceError) and slices without a liver (NotLiverError) never do.
+    pass when allowed; slices without an image (EvidenceError) and slices without a liver
+    (NotLiverError) never do. `pixels=False` leaves out the checks that read the picked
+    slices' pixels (evidence, liver): the viewer's quick check on its own thread; the engine
+    always runs them all.
     """
     study = case.study
     if study is None or not study.volumes:
@@ -114,7 +133,7 @@ def check_case(
         raise EvidenceError(problems[0])
     guessed = guessed_phases(study)
     if guessed:
-        if not (accept_guessed_phases or accepted(study, GUESSED_PHASES)):
+        if not accept_guessed_phases:
             raise GuessedPhasesError(
                 f"{guessed[0]}{f' (and {len(guessed) - 1} more)' if len(guessed) > 1 else ''}; "
                 "confirm the phases, or accept the guessed ones"
@@ -125,8 +144,10 @@ def check_case(
         raise AnalysisError(problems[0])
     if not any(case.picks.get(p) for p in study.phases):
         raise NoPicksError("no slices picked: pick three slices per phase or use automatic picking")
+    if not pixels:
+        return warnings
     check_evidence(case)
-    report = check_liver(case, allow_doubtful or accepted(study, DOUBTFUL_ANATOMY))
+    report = check_liver(case, allow_doubtful)
     if report is not None:
         warnings.extend(report.notes)
         if report.outcome != "liver":

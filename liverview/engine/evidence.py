@@ -87,21 +87,6 @@ def check_evidence(case: Case) -> None:
             raise EvidenceError(problem)
 
 
-GUESSED_PHASES = "guessed phases"
-DOUBTFUL_ANATOMY = "doubtful anatomy"
-
-
-def accept(study, *what: str) -> None:
-    """Record that a person accepted `what` (GUESSED_PHASES, DOUBTFUL_ANATOMY) for this loaded exam.
-
-    Kept in study.info, so it holds for this exam in this process and is asked again when
-    the exam is opened anew.
-    """
-    study.info.setdefault("accepted", set()).update(what)
-
-
-def accepted(study, what: str) -> bool:
-    return study is not None and what in study.info.get("accepted", ())
 
 
 def guessed_phases(study) -> list[str]:

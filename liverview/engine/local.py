@@ -11,6 +11,7 @@ from typing import Any
 
 from psygnal import Signal
 
+from liverview.engine.compat import Allowances
 from liverview.engine.errors import AnalysisCancelled, BundleError, EngineError, error_from_reply, error_name
 from liverview.engine.service import analyze_payload, auto_pick_payload, bundle_card, one_line
 
@@ -119,9 +120,9 @@ class LocalEngine:
         self.study = None
         self.study_ready_token = None
 
-    def analyze(self, case_dict: dict[str, Any], assume_windows: bool = False, allow_missing: bool = False) -> int:
+    def analyze(self, case_dict: dict[str, Any], allow: Allowances | None = None, **flags: bool) -> int:
         """Analyse a case (Case.to_dict()) on the current study; returns the job number."""
-        return self._job("analyze", (dict(case_dict), bool(assume_windows), bool(allow_missing)))
+        return self._job("analyze", (dict(case_dict), allow or Allowances(**flags)))
 
     def auto_pick(self) -> int:
         return self._job("auto_pick", ())

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from liverview.engine.compat import Allowances
+
 # ---- requests (viewer -> engine) ------------------------------------------------------------
 
 
@@ -32,8 +34,7 @@ class Analyze:
 
     job: int
     case: dict[str, Any]
-    assume_windows: bool = False
-    allow_missing: bool = False
+    allow: Allowances = Allowances()
 
 
 @dataclass(frozen=True)

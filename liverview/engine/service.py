@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from liverview.engine.compat import Allowances
 from liverview.engine.errors import AnalysisCancelled, AnalysisError, BundleError, EngineError, error_name
 from liverview.engine.protocol import (
     Analyze,
@@ -51,8 +52,7 @@ def analyze_payload(
     engine,
     study,
     case_dict: dict[str, Any],
-    assume_windows: bool = False,
-    allow_missing: bool = False,
+    allow: Allowances | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> dict[str, Any]:
@@ -63,9 +63,9 @@ def analyze_payload(
     if study is None:
         raise AnalysisError("no exam has been sent to the engine yet")
     case = Case.from_dict(case_dict, study=study)
-    findings = engine.analyze(
-        case, progress=progress, cancel=cancel, assume_windows=assume_windows, allow_missing=allow_missing
-    )
+    allow = allow or Allowances()
+    findings = engine.analyze(case, progress=progress, cancel=cancel, assume_windows=allow.assume_windows,
+                              **allow.rules())
     boxes = [asdict(b) for b in ai_boxes(case, findings.composites)]
     return {"findings": findings.to_dict(), "ai_boxes": boxes}
 
@@ -241,9 +241,7 @@ class Server:
                 raise AnalysisError(self.study_error)
             progress, cancel = self.progress_for(job), self.cancel_for(job)
             if isinstance(msg, Analyze):
-                payload = analyze_payload(
-                    self.engine, self.study, msg.case, msg.assume_windows, msg.allow_missing, progress, cancel
-                )
+                payload = analyze_payload(self.engine, self.study, msg.case, msg.allow, progress, cancel)
             else:
                 payload = auto_pick_payload(self.engine, self.study, progress, cancel)
         except AnalysisCancelled:

@@ -255,7 +255,7 @@ class MainWindow(QMainWindow):
             self.sigAutoPickDone.emit()
 
     def _job_failed(self, kind: str, message: str, exc) -> None:
-        from liverview.engine.errors import IntensityError, MissingPhasesError
+        from liverview.engine.errors import GuessedPhasesError, IntensityError, LiverDoubtful, MissingPhasesError
 
         self._update_actions()
         refused = kind == "analyze" and message.startswith("Analysis refused")
@@ -265,6 +265,12 @@ class MainWindow(QMainWindow):
         elif refused and isinstance(exc, IntensityError):
             self._offer_override(message, "These images are 8-bit exports without their window. Analyse them as "
                                  "exported with the model bundle's windows (the result will say so)?", assume_windows=True)
+        elif refused and isinstance(exc, GuessedPhasesError):
+            self._offer_override(message, "Check the phases in Exam > Phases (Ctrl+Shift+P). Analyse with the guessed "
+                                 "phases as they are (the result will say they were guessed)?", accept_guessed_phases=True)
+        elif refused and isinstance(exc, LiverDoubtful):
+            self._offer_override(message, "The picked slices may not show a liver. Analyse them all the same "
+                                 "(the result will carry this warning)?", allow_doubtful=True)
         elif refused:
             self._error_box(message)
         self.sigJobFailed.emit(message)

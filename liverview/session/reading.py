@@ -16,8 +16,10 @@ from typing import Any, Callable
 
 from psygnal import Signal
 
-from liverview.engine.compat import check_case
-from liverview.engine.errors import AnalysisCancelled, EngineError, IntensityError
+from liverview.engine.compat import Allowances, check_case
+from liverview.engine.errors import (
+    AnalysisCancelled, AnalysisError, EngineError, GuessedPhasesError, IntensityError, LiverDoubtful, MissingPhasesError,
+)
 from liverview.session import box_edits
 from liverview.session.case_files import restore_case, saved_study_block
 from liverview.session.dispatch import CallQueue
@@ -29,6 +31,9 @@ from liverview.study.phases import PHASES
 log = logging.getLogger(__name__)
 
 JOB_LABELS = {"analyze": "analysis", "auto_pick": "auto-pick"}
+# refusals a reader may lift by confirming (the CLI's --allow-missing, --assume-windows,
+# --accept-doubtful-anatomy, --accept-guessed-phases); they come from the quick check or the engine
+OVERRIDABLE = (MissingPhasesError, IntensityError, LiverDoubtful, GuessedPhasesError)
 
 
 class JobState(str, enum.Enum):
@@ -45,8 +50,7 @@ class JobState(str, enum.Enum):
 @dataclasses.dataclass
 class _Job:
     kind: str
-    allow_missing: bool = False
-    assume_windows: bool = False
+    allow: Allowances = Allowances()
     id: int | None = None  # the engine's job number once submitted
 
 
@@ -118,7 +122,7 @@ class ReadingSession:
         self.problems: list[str] = []
         self.last_error = ""
         self.failure_details: list[str] = []  # every reason behind the last failed open
-        self._refused_options: dict[str, bool] = {}
+        self._refused_allow = Allowances()
         self.lesion_extent: tuple[float, float] | None = None
         self.jobs: dict[str, _Job] = {}  # kind -> running job
         self.pending: list[_Job] = []
@@ -487,16 +491,19 @@ class ReadingSession:
     def request_auto_pick(self) -> bool:
         return self._request(_Job("auto_pick"))
 
-    def request_analysis(self, allow_missing: bool = False, assume_windows: bool = False) -> bool:
-        """Queue an analysis of the case as it is; refused (job_failed, and False) when the rules say no."""
-        return self._request(_Job("analyze", allow_missing, assume_windows))
+    def request_analysis(self, allow: Allowances | None = None, **flags: bool) -> bool:
+        """Queue an analysis of the case as it is, with what the reader allows (Allowances, or its
+        fields as keywords); refused (job_failed, and False) when the rules say no."""
+        return self._request(_Job("analyze", allow or Allowances(**flags)))
 
-    def analysis_refusal(self, allow_missing: bool = False) -> EngineError | None:
-        """Why the case may not be analysed as it is (the engine's own rules), or None."""
+    def analysis_refusal(self, allow: Allowances | None = None, **flags: bool) -> EngineError | None:
+        """Why the case may not be analysed as it is (the engine's own rules), or None. The checks that
+        read the picked slices' pixels run in the engine, off this thread; it refuses the same way."""
         if self.case is None:
             return None
+        allow = allow or Allowances(**flags)
         try:
-            check_case(self.case, allow_missing=allow_missing)
+            check_case(self.case, pixels=False, **allow.rules())
         except EngineError as exc:
             return exc
         return None
@@ -517,7 +524,7 @@ class ReadingSession:
             self.status.emit(f"{label} is already running", 3000)
             return False
         if job.kind == "analyze":
-            refusal = self.analysis_refusal(job.allow_missing)
+            refusal = self.analysis_refusal(job.allow)
             if refusal is not None:
                 self._refuse(refusal, job)
                 return False
@@ -535,14 +542,12 @@ class ReadingSession:
     def retry_analysis(self, **override: bool) -> bool:
         """Ask again for the analysis that was last refused, with what the reader now allows
         (allow_missing=True, assume_windows=True): the viewer's way to the CLI's flags."""
-        options = dict(self._refused_options)
-        options.update(override)
-        return self.request_analysis(**options)
+        return self.request_analysis(dataclasses.replace(self._refused_allow, **override))
 
     def _refuse(self, refusal: EngineError, job: _Job | None = None) -> None:
         """An analysis the rules do not allow: said once, in the words `liverview analyze` uses."""
         if job is not None:
-            self._refused_options = {"allow_missing": job.allow_missing, "assume_windows": job.assume_windows}
+            self._refused_allow = job.allow
         message = f"Analysis refused: {one_line(refusal)}"
         log.warning("%s", message)
         self.last_error = message
@@ -560,7 +565,7 @@ class ReadingSession:
 
     def _submit(self, job: _Job) -> None:
         if job.kind == "analyze":
-            refusal = self.analysis_refusal(job.allow_missing)  # the case may have changed while it waited
+            refusal = self.analysis_refusal(job.allow)  # the case may have changed while it waited
             if refusal is not None:
                 self._refuse(refusal, job)
                 return
@@ -570,7 +575,7 @@ class ReadingSession:
             data = self.case.to_dict()
             data["findings"] = None  # the engine does not need the old findings; keeps the pipe light
             data["reads"] = []
-            job.id = self.engine.analyze(data, assume_windows=job.assume_windows, allow_missing=job.allow_missing)
+            job.id = self.engine.analyze(data, job.allow)
         else:
             job.id = self.engine.auto_pick()
         self.jobs[job.kind] = job
@@ -616,8 +621,8 @@ class ReadingSession:
         if isinstance(exc, AnalysisCancelled):
             self._job_cancelled_now(job)
             return
-        if job.kind == "analyze" and isinstance(exc, IntensityError) and not job.assume_windows:
-            self._refuse(exc, job)  # the engine's own rule on the pixels: the reader may confirm and go on
+        if job.kind == "analyze" and isinstance(exc, AnalysisError):
+            self._refuse(exc, job)  # the engine's rules on the pixels: a refusal, in the CLI's words
             return
         what = {"analyze": "Analysis", "auto_pick": "Auto-pick"}[job.kind]
         message = f"{what} failed: {one_line(exc)}"

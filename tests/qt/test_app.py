@@ -49,7 +49,7 @@ def test_screenshot_without_a_bundle_fails_with_a_message(tmp_path):
         env=clean_env(tmp_path / "home"), capture_output=True, text=True, timeout=600, cwd=ROOT,
     )
     assert proc.returncode == 1
-    assert "screenshot failed: no model bundle" in proc.stdout
+    assert "screenshot failed: no model bundle" in proc.stderr  # errors go to stderr
     assert not out.exists()
 
 

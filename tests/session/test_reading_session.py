@@ -194,7 +194,7 @@ def _volumes_alive() -> int:
     from liverview.study.volume import Volume
 
     gc.collect()
-    return sum(1 for o in gc.get_objects() if isinstance(o, Volume))
+    return sum(1 for o in gc.get_objects() if type(o) is Volume)
 
 
 def _rss_bytes() -> int:
@@ -306,3 +306,41 @@ def test_saved_findings_the_contract_cannot_read_are_left_out_and_named(make_ses
     assert s.case_restored and s.case.picks["V"] == pytest.approx([z])  # the reader's work stays
     assert s.case.findings is None and s.analysis_state is JobState.IDLE
     assert any("saved findings" in line and "run the analysis again" in line for line in s.problems)
+
+
+@pytest.mark.slow
+def test_what_the_reader_accepts_reaches_the_engine_process(make_session, open_exam, phantom_exam, tiny_bundle):
+    """Guessed phases: refused, then analysed once accepted, by the engine in its own process."""
+    from liverview.engine.client import EngineClient
+    from liverview.engine.errors import GuessedPhasesError
+
+    path, truth = phantom_exam
+    engine = EngineClient(str(tiny_bundle), threads=1)
+    s = make_session(engine)
+    open_exam(s, path)
+    for p in PHASES:  # as if the phases came from the series order alone
+        s.study.sources[p].confidence = 0.3
+    truth_picks(s, truth)
+    s.start_engine()  # the engine gets the exam with these sources
+    assert s.run_until(s.engine_can_run, ENGINE_TIMEOUT)
+    kind, (message, exc) = run_job(s, s.request_analysis)
+    assert kind == "failed" and isinstance(exc, GuessedPhasesError) and message.startswith("Analysis refused")
+    kind, payload = run_job(s, lambda: s.retry_analysis(accept_guessed_phases=True))
+    assert kind == "done", payload
+    assert any("is a guess" in note for note in payload["findings"]["notes"])  # the result says so
+
+
+def test_picks_without_a_liver_are_refused_by_the_engine_and_cannot_be_overridden(make_session, open_exam,
+                                                                                phantom_exam, local_engine):
+    from liverview.engine.errors import NotLiverError
+
+    path, truth = phantom_exam
+    s = make_session(local_engine)
+    s.start_engine()
+    open_exam(s, path)
+    s.set_all_picks({p: [float(v) for v in s.study.volumes[p].positions[-3:]] for p in PHASES})  # heart level
+    assert s.analysis_refusal() is None  # the quick check on the session's thread reads no pixels
+    kind, (message, exc) = run_job(s, s.request_analysis)
+    assert kind == "failed" and isinstance(exc, NotLiverError), message
+    assert message.startswith("Analysis refused") and s.case.findings is None
+    assert s.analysis_state is JobState.FAILED
