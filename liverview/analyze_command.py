@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -200,6 +201,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(max(1, int(args.threads)))
+    # the session logs what it tells a viewer's user; here every message is printed once, by this command
+    logging.getLogger("liverview").addHandler(logging.NullHandler())
     engine = LocalEngine(args.bundle)
     session = ReadingSession(engine)  # no case folder: the command line saves no case files
     try:
