@@ -11,6 +11,9 @@ from liverview.study.volume import WINDOWED, Volume
 from training.cohort import K, Cohort
 
 SLICE_MM = 5.0
+# cohort caches keep the windowed pixels, not the geometry: the slices are given the field of view of
+# a school-age phantom child, so the engine's anatomy checks see body-sized images
+FOV_MM = 280.0
 
 
 def exam_case(cohort: Cohort, i: int) -> Case:
@@ -21,6 +24,7 @@ def exam_case(cohort: Cohort, i: int) -> Case:
         if not cohort.present[i, c]:
             continue
         affine = np.eye(4)
+        affine[0, 0] = affine[1, 1] = FOV_MM / max(cohort.slices.shape[-2:])
         affine[2, 2] = SLICE_MM
         volumes[p] = Volume(cohort.slices[i, c].astype(np.float32), affine, WINDOWED, tuple(WINDOWS[p]),
                             series_uid=f"{cohort.patient_ids[i]}.{p}", description=f"phase {p} picks")

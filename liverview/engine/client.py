@@ -438,8 +438,8 @@ class EngineClient:
                 self.card = card
                 self.bundle_error = ""
                 self.bundle_target = ""
+                self.bundle_changed.emit(card)  # before "ready": whoever sees ready can show the card
                 self._set_state("ready")
-                self.bundle_changed.emit(card)
             case BundleFailed(target=target, message=message, detail=detail):
                 self.card = None
                 self.bundle_target, self.bundle_error = target, message

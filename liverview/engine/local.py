@@ -70,8 +70,8 @@ class LocalEngine:
             self._load(self.bundle_dir)
         elif self.card is None or self.state != "ready":  # a given Engine, or a restart after stop()
             self.card = bundle_card(self.engine)
+            self.bundle_changed.emit(self.card)  # before "ready", as the service client does
             self._set_state("ready")
-            self.bundle_changed.emit(self.card)
 
     def _load(self, folder: str | None) -> None:
         from liverview.engine.analyze import Engine
@@ -88,8 +88,8 @@ class LocalEngine:
             return
         self.card = bundle_card(self.engine)
         self.bundle_error = ""
-        self._set_state("ready")
         self.bundle_changed.emit(self.card)
+        self._set_state("ready")
 
     def set_bundle(self, folder: str | None) -> None:
         """Load another bundle now (in the caller's thread)."""

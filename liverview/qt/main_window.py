@@ -166,7 +166,9 @@ class MainWindow(QMainWindow):
     def _study_shown(self, study: Study) -> None:
         case = self.session.case
         self._new_cam_source()
-        self.grid.set_case(case, {p: src.description for p, src in study.sources.items()})
+        self.grid.set_case(case, {p: src.description + (f"  (phase guessed, confidence {src.confidence:.2f}: "
+                                                        "check Exam > Phases)" if src.guessed else "")
+                                  for p, src in study.sources.items()})
         self.picks.set_case(case)
         self.findings.set_findings(case.findings)
         self._stale_changed(self.session.findings_stale)
@@ -259,6 +261,8 @@ class MainWindow(QMainWindow):
 
         self._update_actions()
         refused = kind == "analyze" and message.startswith("Analysis refused")
+        if refused and not self.findings.findings:
+            self.findings.empty.setText(f"Not analysed. {message}")  # where the result would be
         if refused and isinstance(exc, MissingPhasesError):
             self._offer_override(message, "Analyse with the phases there are? The result will say which are missing.",
                                  allow_missing=True)

@@ -422,6 +422,8 @@ class ReadingSession:
             self.engine.set_bundle(folder)
 
     def _engine_state(self, state: str) -> None:
+        if state == "ready":
+            self._run_pending()
         if state == "no-bundle":
             self.add_problem(f"model bundle: {self.engine.bundle_error}")
             for job in self.pending:

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
+import sys
+from pathlib import Path
+
 import pytest
 
 from liverview.study.case import Box, Case, Study
-from liverview.study.volume import Volume
 
-
-def make_volume(n=10, h=48, w=56, phase_hu=110.0, seed=0):
-    """A 'liver' block with a round hypodense lesion in slices 3..7, HU, LPS geometry."""
-    rng = np.random.default_rng(seed)
-    px = np.full((n, h, w), -100.0, dtype=np.float32)
-    px[:, 6 : h - 6, 4 : w - 4] = phase_hu
-    yy, xx = np.mgrid[0:h, 0:w]
-    disc = (yy - 22) ** 2 + (xx - 30) ** 2 <= 7**2
-    px[3:8, disc] = 40.0
-    px += rng.normal(0, 8, px.shape).astype(np.float32)
-    affine = np.diag([0.7, 0.7, 2.5, 1.0])
-    affine[:3, 3] = (-20.0, -30.0, 0.0)
-    return Volume(px, affine)
+sys.path.insert(0, str(Path(__file__).parents[1] / "helpers"))
+from bodies import make_volume  # noqa: E402  - a body the liver check accepts
 
 
 def _make_case(user_box: bool = False) -> Case:
@@ -33,7 +23,7 @@ def _make_case(user_box: bool = False) -> Case:
         case.set_picks(p, picks)
         if user_box:
             for z in picks:
-                case.add_box(Box(p, z, 22, 14, 38, 30, origin="user"))
+                case.add_box(Box(p, z, 35, 21, 53, 39, origin="user"))  # around the lesion
     return case
 
 

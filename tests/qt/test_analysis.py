@@ -336,3 +336,23 @@ def test_a_partial_exam_is_refused_in_the_cli_s_words_and_the_reader_may_go_on(s
     assert dialog.isVisible() and "Analyse with the phases there are?" in dialog.text()
     dialog.reject()  # the reader declines: nothing runs
     assert not shown.session.jobs and not shown.session.pending
+
+
+def test_a_guessed_phase_is_marked_on_its_view_and_confirmed_before_analysis(shown, qtbot):
+    from conftest import synthetic_study
+
+    study = synthetic_study(shift_mm=1.0)
+    study.sources["A"].confidence = 0.3  # as if assigned from the series order alone
+    shown._show_study(study)
+    qtbot.waitUntil(lambda: shown.grid.views["P"].index >= 0)
+    assert "phase guessed" in shown.grid.views["A"].title.text()
+    assert "phase guessed" not in shown.grid.views["V"].title.text()
+    shown.session.set_all_picks({p: list(study.volumes[p].positions[8:11]) for p in study.phases})
+    with qtbot.waitSignal(shown.sigJobFailed, timeout=5000) as failed:
+        shown.run_analysis()
+    assert failed.args[0].startswith("Analysis refused: phase A (arterial) is a guess")
+    assert shown.findings.empty.text().startswith("Not analysed. Analysis refused")
+    dialog = shown.partial_dialog
+    assert dialog.isVisible() and "Analyse with the guessed phases" in dialog.text()
+    dialog.reject()
+    assert not shown.session.jobs and not shown.session.pending
