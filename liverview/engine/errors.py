@@ -118,3 +118,13 @@ def error_from_reply(type_name: str, message: str) -> EngineError:
     """The exception a reply names (a class of this module); an unknown name becomes a plain EngineError."""
     cls = ERRORS.get(type_name, EngineError)
     return cls(message)
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an error's message; liverview's own errors already name the file or field,
+    anything else keeps its class name in front."""
+    lines = str(exc).strip().splitlines()
+    msg = lines[0] if lines else ""
+    if msg and type(exc).__module__.startswith("liverview"):
+        return msg
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__

@@ -12,8 +12,8 @@ from typing import Any
 from psygnal import Signal
 
 from liverview.engine.compat import Allowances
-from liverview.engine.errors import AnalysisCancelled, BundleError, EngineError, error_from_reply, error_name
-from liverview.engine.service import analyze_payload, auto_pick_payload, bundle_card, one_line
+from liverview.engine.errors import AnalysisCancelled, BundleError, EngineError, error_from_reply, error_name, one_line
+from liverview.engine.service import analyze_payload, auto_pick_payload, bundle_card
 
 log = logging.getLogger(__name__)
 

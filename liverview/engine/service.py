@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from liverview.engine.compat import Allowances
-from liverview.engine.errors import AnalysisCancelled, AnalysisError, BundleError, EngineError, error_name
+from liverview.engine.errors import AnalysisCancelled, AnalysisError, BundleError, EngineError, error_name, one_line
 from liverview.engine.protocol import (
     Analyze,
     AutoPick,
@@ -85,15 +85,6 @@ def bundle_card(engine) -> dict[str, Any]:
     card = engine.describe()
     card["load_seconds"] = round(engine.load_seconds, 3)
     return card
-
-
-def one_line(exc: BaseException) -> str:
-    """The first line of an exception's message; foreign exceptions keep their class name in front."""
-    lines = str(exc).strip().splitlines()
-    msg = lines[0] if lines else ""
-    if msg and isinstance(exc, EngineError):
-        return msg
-    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
 # ---- shared memory ----------------------------------------------------------------------------

@@ -10,6 +10,8 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
+from liverview.engine.errors import one_line
+
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[float, str], None]
@@ -81,15 +83,6 @@ class Task(QRunnable):
         finally:
             self.running = False
             self.signals.finished.emit()
-
-
-def one_line(exc: BaseException) -> str:
-    """The first line of an error; project errors already name the file or field."""
-    lines = str(exc).strip().splitlines()
-    msg = lines[0] if lines else ""
-    if msg and type(exc).__module__.startswith("liverview"):
-        return msg
-    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
 class TaskRunner(QObject):

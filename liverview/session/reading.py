@@ -18,7 +18,7 @@ from psygnal import Signal
 
 from liverview.engine.compat import Allowances, check_case
 from liverview.engine.errors import (
-    AnalysisCancelled, AnalysisError, EngineError, GuessedPhasesError, IntensityError, LiverDoubtful, MissingPhasesError,
+    AnalysisCancelled, AnalysisError, EngineError, GuessedPhasesError, one_line, IntensityError, LiverDoubtful, MissingPhasesError,
 )
 from liverview.session import box_edits
 from liverview.session.case_files import restore_case, saved_study_block
@@ -52,15 +52,6 @@ class _Job:
     kind: str
     allow: Allowances = Allowances()
     id: int | None = None  # the engine's job number once submitted
-
-
-def one_line(exc: BaseException) -> str:
-    """The first line of an error; project errors already name the file or field."""
-    lines = str(exc).strip().splitlines()
-    msg = lines[0] if lines else ""
-    if msg and type(exc).__module__.startswith("liverview"):
-        return msg
-    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
 class ReadingSession:
