@@ -281,7 +281,7 @@ def run_task(task: _Task) -> tuple[int, list[tuple[int, str]]]:
                 if can_read_native(sl):
                     raw = read_native(sl)
                 else:
-                    raw = decode_file(sl.header.path, None, sl.header.transfer_syntax)[0]
+                    raw = decode_file(sl.header.path, None, sl.header.transfer_syntax, header=sl.header)[0]
                 if raw.ndim == 3 and raw.shape[0] == 1:
                     raw = raw[0]
                 if raw.shape != out.shape:
@@ -457,9 +457,10 @@ def load_exam(
     True to stop (LoadCancelled is raised); `on_study` receives the Study before its pixels
     are decoded. Raises ExamError (one line naming the path) when nothing usable is there.
 
-    `workers` > 1 decodes in a thread pool. On the 2-core development machine it gained
-    nothing for native (uncompressed) data, which is read straight into the volume, nor for
-    RLE or JPEG 2000 (the decoders hold the GIL), so one thread is the default.
+    `workers` > 1 decodes in a thread pool. JPEG 2000, JPEG Lossless and JPEG-LS decode
+    through imagecodecs, which lets go of the GIL: two workers use both cores of the 2-core
+    development machine (benchmarks/load_exam.py --workers 2). Native (uncompressed) data,
+    read straight into the volume, and RLE gain nothing, so one thread is the default.
     """
     from liverview.io.export import find_export_root, load_export_input
 

@@ -195,10 +195,15 @@ def _kept_key(path: str, transfer_syntax: str) -> tuple | None:
     return (path, transfer_syntax, st.st_size, st.st_mtime_ns)
 
 
-def decode_file(path: str, frames: list[int] | None, transfer_syntax: str = "", keep: bool = False) -> dict[int, np.ndarray]:
+def decode_file(
+    path: str, frames: list[int] | None, transfer_syntax: str = "", keep: bool = False, header=None
+) -> dict[int, np.ndarray]:
     """Decode frames of one file with pydicom (compressed, deflated, big-endian, float, 1-bit data).
 
-    Raises DecodeFailed, its cause chained, when pydicom cannot. With `keep` a single-frame
+    With its `header` (a SliceHeader) a single-frame JPEG 2000 lossless, JPEG Lossless or JPEG-LS file
+    is decoded by imagecodecs when it is installed (see decode_with_imagecodecs), pydicom's
+    plugins otherwise and whenever imagecodecs cannot. Raises DecodeFailed, its cause
+    chained, when pydicom cannot. With `keep` a single-frame
     result is also kept (the last 16, read-only) for the next decode of the same unchanged
     file, which takes it: the phase probe (io/kinetics.py) decodes the middle slices that the
     loader decodes first, 30 ms each for JPEG 2000 (benchmarks/load_exam.py,
@@ -211,7 +216,8 @@ def decode_file(path: str, frames: list[int] | None, transfer_syntax: str = "", 
         if kept is not None:
             return {0: kept}
     try:
-        out = _decode_file(path, frames, transfer_syntax)
+        arr = decode_with_imagecodecs(path, header) if frames is None and header is not None else None
+        out = {0: arr} if arr is not None else _decode_file(path, frames, transfer_syntax)
         if keep and key is not None:
             out[0].flags.writeable = False
             with _KEPT_LOCK:
@@ -225,6 +231,126 @@ def decode_file(path: str, frames: list[int] | None, transfer_syntax: str = "", 
         if type(exc).__name__ != "PanicException":
             raise
         raise DecodeFailed(f"the decoder failed: {exc}") from exc
+
+
+# ---- imagecodecs: the same decoders as pydicom's plugins, but they let go of the GIL -----------------
+try:
+    import imagecodecs as _imagecodecs
+except ImportError:  # pragma: no cover - imagecodecs is a dependency; pydicom's plugins decode without it
+    _imagecodecs = None
+
+_J2K = ("1.2.840.10008.1.2.4.90",)  # lossless only: lossy wavelets may round differently from one OpenJPEG to another
+_LJPEG = ("1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70")
+_JLS = ("1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81")
+_ITEM = b"\xfe\xff\x00\xe0"
+_SEQ_END = b"\xfe\xff\xdd\xe0"
+_PIXEL_TAG = b"\xe0\x7f\x10\x00"
+
+
+def imagecodecs_decodes(transfer_syntax: str) -> bool:
+    """True when decode_file hands single-frame files of this syntax to imagecodecs first."""
+    return _imagecodecs is not None and transfer_syntax in _J2K + _LJPEG + _JLS
+
+
+def _fragments(data: bytes) -> list[bytes] | None:
+    """The fragments of the encapsulated top-level Pixel Data in a whole file's bytes, or None.
+
+    The pixel data element is looked for from the end (an icon image's comes before it) and
+    taken only when its items run, header by header, to the sequence delimiter.
+    """
+    end = len(data)
+    while True:
+        at = data.rfind(_PIXEL_TAG, 0, end)
+        if at < 0:
+            return None
+        end = at
+        if data[at + 4 : at + 12] in (b"OB\x00\x00\xff\xff\xff\xff", b"OW\x00\x00\xff\xff\xff\xff"):
+            pos = at + 12
+        elif data[at + 4 : at + 8] == b"\xff\xff\xff\xff":
+            pos = at + 8
+        else:
+            continue
+        items: list[bytes] = []
+        while pos + 8 <= len(data):
+            tag, length = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
+            if tag == _SEQ_END:
+                return items[1:] if items else None  # the first item is the Basic Offset Table
+            if tag != _ITEM or pos + 8 + length > len(data):
+                break
+            items.append(data[pos + 8 : pos + 8 + length])
+            pos += 8 + length
+
+
+def _stream_precision(stream: bytes, transfer_syntax: str) -> tuple[int, bool | None] | None:
+    """(precision, signed or None when the stream does not say) of a one-component codestream, else None."""
+    if transfer_syntax in _J2K:
+        if stream[:4] != b"\xff\x4f\xff\x51" or len(stream) < 45:  # a raw codestream: SOC, then SIZ
+            return None
+        if int.from_bytes(stream[40:42], "big") != 1:  # Csiz
+            return None
+        ssiz = stream[42]
+        return (ssiz & 0x7F) + 1, bool(ssiz & 0x80)
+    sof = b"\xff\xc3" if transfer_syntax in _LJPEG else b"\xff\xf7"
+    i = stream.find(sof, 0, 4096)
+    if i < 0 or len(stream) < i + 10 or stream[i + 9] != 1:  # one component
+        return None
+    return stream[i + 4], None
+
+
+def decode_with_imagecodecs(path: str, header) -> np.ndarray | None:
+    """The pixels of a single-frame JPEG 2000 lossless, JPEG Lossless or JPEG-LS file, decoded by imagecodecs; None when it cannot.
+
+    imagecodecs wraps OpenJPEG, libjpeg (lossless) and CharLS as pydicom's plugins do
+    (GDCM, pylibjpeg), but releases the GIL while it decodes, so the loader's decode threads
+    use every core: benchmarks/load_exam.py, load_exam[jpeg2000-lossless] and
+    load_exam[jpeg-lossless]. The result is what pydicom gives (the tests compare them on
+    every syntax): the stream's samples as BitsAllocated-wide integers of the header's
+    sign, JPEG-LS signed data sign-extended from the stream's precision. Anything else
+    (several frames or components, a precision outside BitsStored..BitsAllocated, a JPEG
+    2000 sign that differs from the header, signed JPEG Lossless narrower than
+    BitsAllocated, a JP2 file, a decoder error) is left to pydicom: None.
+    """
+    ts = header.transfer_syntax
+    if not imagecodecs_decodes(ts) or header.frames != 1 or header.samples != 1:
+        return None
+    bits, alloc, signed = header.bits_stored, header.bits_allocated, header.signed
+    if alloc not in (8, 16) or not 1 < bits <= alloc or header.pixel_keyword != "PixelData":
+        return None
+    with open(path, "rb") as fh:
+        data = fh.read()
+    fragments = _fragments(data)
+    if not fragments:
+        return None
+    stream = fragments[0] if len(fragments) == 1 else b"".join(fragments)
+    found = _stream_precision(stream, ts)
+    if found is None or not bits <= found[0] <= alloc:
+        return None
+    precision, stream_signed = found
+    if stream_signed is not None and stream_signed != signed:  # pydicom corrects the sign of such JPEG 2000
+        return None
+    if ts in _LJPEG and signed and precision < alloc:
+        return None
+    try:
+        if ts in _J2K:
+            raw = _imagecodecs.jpeg2k_decode(stream, numthreads=1)
+        elif ts in _LJPEG:
+            raw = _imagecodecs.ljpeg_decode(stream)
+        else:
+            raw = _imagecodecs.jpegls_decode(stream)
+    except Exception:  # pydicom's plugins try next and say why they fail
+        return None
+    if raw.shape != (header.rows, header.cols) or raw.dtype.kind not in "iu" or raw.dtype.itemsize > alloc // 8:
+        return None
+    want = np.dtype(f"{'i' if signed else 'u'}{alloc // 8}")
+    if raw.dtype.kind == want.kind:
+        return raw.astype(want, copy=False)
+    if raw.dtype.kind != "u":
+        return None
+    out = raw.astype(f"u{alloc // 8}", copy=False).view(want)  # the stream's bit patterns, read as signed
+    if ts in _JLS and precision < alloc:  # as pydicom: JPEG-LS signed data sign-extended from its precision
+        np.left_shift(out, alloc - precision, out=out)
+        np.right_shift(out, alloc - precision, out=out)
+    return out
 
 
 def _decode_file(path: str, frames: list[int] | None, transfer_syntax: str) -> dict[int, np.ndarray]:

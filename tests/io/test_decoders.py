@@ -21,7 +21,8 @@ from pydicom.uid import (
 
 from liverview.io import scan
 from liverview.io.loader import load_series
-from liverview.io.pixels import DecodeFailed, decode_error, decode_file, decoder_problem
+from liverview.io.headers import read_header
+from liverview.io.pixels import DecodeFailed, decode_error, decode_file, decode_with_imagecodecs, decoder_problem
 
 # (BitsStored, signed, intercept): 16-bit signed CT with negative padding, 12-bit unsigned CT, 8-bit
 KINDS = [(16, True, 0), (12, False, -1024), (8, False, 0)]
@@ -259,3 +260,60 @@ def test_a_kept_decode_is_taken_once_by_the_next_decode_of_the_unchanged_file(tm
     paths[1].replace(paths[0])  # another file under the same name: decoded anew
     os.utime(path, ns=(mtime + 10**9, mtime + 10**9))
     assert np.array_equal(decode_file(path, None, JPEGLosslessSV1)[0], stored[1])
+
+
+# (syntax, NEAR): each syntax on the loader's kinds and 12-bit signed data; near-lossless on 12 and 16 bits
+IMAGECODECS_CASES = [
+    pytest.param(syntax, near, *kind, id=f"{name}-{kind_id}")
+    for syntax, near, name in [
+        (JPEGLosslessSV1, 0, "JPEG Lossless SV1 .70"),
+        (JPEGLossless, 0, "JPEG Lossless .57"),
+        (JPEGLSLossless, 0, "JPEG-LS lossless .80"),
+        (JPEGLSNearLossless, 2, "JPEG-LS near-lossless .81"),
+        (JPEG2000Lossless, 0, "JPEG 2000 lossless .90"),
+    ]
+    for kind, kind_id in zip(KINDS + [(12, True, 0)], ["16-bit signed", "12-bit", "8-bit", "12-bit signed"])
+    if not (near and kind[0] == 8)
+]
+
+
+@pytest.mark.parametrize("syntax, near, bits, signed, intercept", IMAGECODECS_CASES)
+def test_imagecodecs_decodes_what_gdcm_decodes(tmp_path, series_writer, syntax, near, bits, signed, intercept):
+    paths, stored = _write(tmp_path, series_writer, syntax, bits, signed, intercept, near=near)
+    for path, img in zip(paths, stored):
+        header = read_header(path)
+        ours = decode_with_imagecodecs(str(path), header)
+        assert ours is not None, "imagecodecs left the file to pydicom"
+        gdcm_out = pydicom.pixels.pixel_array(str(path), decoding_plugin="gdcm")
+        assert ours.dtype == gdcm_out.dtype and np.array_equal(ours, gdcm_out)
+        if not near:
+            assert np.array_equal(ours, img)
+        assert decode_file(str(path), None, syntax, header=header)[0].dtype == gdcm_out.dtype
+
+
+@pytest.mark.parametrize("syntax", [JPEGLosslessSV1, JPEG2000Lossless])
+def test_imagecodecs_takes_a_frame_split_into_fragments(tmp_path, series_writer, syntax):
+    paths, stored = _write(tmp_path, series_writer, syntax, 16, True, 0, n=1)
+    ds = pydicom.dcmread(paths[0])
+    stream = next(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=1))
+    ds.PixelData = pydicom.encaps.encapsulate([stream], fragments_per_frame=3)
+    ds.save_as(paths[0])
+    assert len(list(pydicom.encaps.generate_fragments(ds.PixelData))) == 4  # the offset table and 3 fragments
+    assert np.array_equal(decode_with_imagecodecs(str(paths[0]), read_header(paths[0])), stored[0])
+
+
+def test_what_imagecodecs_cannot_vouch_for_is_left_to_pydicom(tmp_path, series_writer):
+    paths, stored = _write(tmp_path, series_writer, JPEG2000Lossless, 16, True, 0, n=1)
+    ds = pydicom.dcmread(paths[0])
+    ds.PixelRepresentation = 0  # the codestream says signed
+    ds.save_as(paths[0])
+    assert decode_with_imagecodecs(str(paths[0]), read_header(paths[0])) is None
+    got = decode_file(str(paths[0]), None, JPEG2000Lossless, header=read_header(paths[0]))[0]
+    assert np.array_equal(got, stored[0].view(np.uint16))
+    paths, stored = _write(tmp_path / "ljpeg", series_writer, JPEGLosslessSV1, 12, False, -1024, n=2)
+    ds = pydicom.dcmread(paths[1])
+    ds.PixelData = pydicom.encaps.encapsulate([b"\xff\xd8\xff\xc3\x00\x0b\x0c\x00\x18\x00\x14\x01\x01\x11\x00" + b"\x00" * 40])
+    ds.save_as(paths[1])
+    assert decode_with_imagecodecs(str(paths[1]), read_header(paths[1])) is None  # a broken stream
+    with pytest.raises(DecodeFailed):  # and pydicom's plugins say why
+        decode_file(str(paths[1]), None, JPEGLosslessSV1, header=read_header(paths[1]))
