@@ -20,8 +20,10 @@ venous: portal vein near the aorta, liver at its peak; delayed: aorta down near 
 from __future__ import annotations
 
 import math
+import os
 import warnings
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -317,32 +319,56 @@ def measure_series(s) -> Kinetics | None:
     return out
 
 
-def _measure(s) -> Kinetics | None:
+def _probe_hu(sl) -> np.ndarray | None:
+    """One probe slice in HU (float32), or None when it cannot be decoded (the loader reports that; kinetics abstain)."""
     from liverview.io.pixels import can_read_native, decode_file, read_native, store_hu
+
+    try:
+        if can_read_native(sl):
+            raw = read_native(sl)
+        else:
+            arrays = decode_file(sl.header.path, None if sl.frame is None else [sl.frame], sl.header.transfer_syntax,
+                                 keep=True, header=sl.header)
+            raw = arrays[0 if sl.frame is None else sl.frame]
+        if raw.ndim == 3 and raw.shape[0] == 1:
+            raw = raw[0]
+        hu = np.zeros(raw.shape, dtype=np.float32)
+        store_hu(raw, sl, hu)
+    except Exception:
+        return None
+    return hu
+
+
+def _measure_probe(s, k: int, sl) -> tuple[int, SliceAnatomy] | None:
+    """Decode and measure one probe slice; None when it cannot be decoded."""
     from liverview.study.volume import affine_from_dicom
 
-    measured = []
+    hu = _probe_hu(sl)
+    if hu is None:
+        return None
+    step = s.slice_step if s.slice_step is not None else np.zeros(3)
+    return k, analyse_slice(hu, affine_from_dicom(sl.position, sl.orientation, sl.spacing, step))
+
+
+def _measure(s) -> Kinetics | None:
+    """Decode and measure the probe slices, a thread each where there is more than one core.
+
+    imagecodecs' decoders and most of scipy.ndimage let go of the GIL, so the probe slices
+    decode and are measured side by side: the phase probe decodes 12 slices of a
+    four-phase exam before the first slice of any phase is shown (benchmarks/load_exam.py,
+    first_slice and first_slice[jpeg2000-lossless]).
+    """
+    probes = [(k, s.slices[k]) for k in probe_indices(s.n_slices)]
+    probes = [(k, sl) for k, sl in probes if sl.position is not None and sl.orientation is not None and sl.spacing is not None]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for k in probe_indices(s.n_slices):
-            sl = s.slices[k]
-            if sl.position is None or sl.orientation is None or sl.spacing is None:
-                continue
-            try:
-                if can_read_native(sl):
-                    raw = read_native(sl)
-                else:
-                    arrays = decode_file(sl.header.path, None if sl.frame is None else [sl.frame], sl.header.transfer_syntax, keep=True)
-                    raw = arrays[0 if sl.frame is None else sl.frame]
-                if raw.ndim == 3 and raw.shape[0] == 1:
-                    raw = raw[0]
-                hu = np.zeros(raw.shape, dtype=np.float32)
-                store_hu(raw, sl, hu)
-            except Exception:  # an undecodable probe slice: the loader reports decode problems, kinetics just abstain
-                continue
-            step = s.slice_step if s.slice_step is not None else np.zeros(3)
-            affine = affine_from_dicom(sl.position, sl.orientation, sl.spacing, step)
-            measured.append((k, analyse_slice(hu, affine)))
+        if len(probes) > 1 and (os.cpu_count() or 1) > 1:  # a thread each: three slices on two cores end together
+            workers = len(probes)
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="liverview-probe") as pool:
+                results = list(pool.map(lambda probe: _measure_probe(s, *probe), probes))
+        else:
+            results = [_measure_probe(s, k, sl) for k, sl in probes]
+    measured = [r for r in results if r is not None]
     if not measured:
         return None
     return kinetics_from_slices(measured)
