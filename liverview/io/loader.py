@@ -24,7 +24,9 @@ from liverview.io.inputs import open_input
 from liverview.io.matching import overlap_problems
 from liverview.io.messages import condense, plural
 from liverview.io.phase_id import assign_phases
-from liverview.io.pixels import can_read_native, decode_error, decode_file, native_fast_path, read_native, read_native_int16, store_hu
+from liverview.io.pixels import (
+    can_read_native, decode_error, decode_file, decode_into_int16, native_fast_path, read_native, read_native_int16, store_hu,
+)
 from liverview.io.scan import Progress, ScanResult, is_cancelled, scan_input
 from liverview.io.series import DEFAULT_MAX_PIXEL_BYTES, SeriesRecord, Slice, StudyRecord
 from liverview.study.case import Box, PhaseSource, Study
@@ -277,6 +279,8 @@ def run_task(task: _Task) -> tuple[int, list[tuple[int, str]]]:
             out = vol.pixels[k]
             if native_fast_path(sl, out):
                 clipped += read_native_int16(sl, out)
+            elif not can_read_native(sl) and (direct := decode_into_int16(sl, out)) is not None:
+                clipped += direct
             else:
                 if can_read_native(sl):
                     raw = read_native(sl)

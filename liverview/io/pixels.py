@@ -153,6 +153,11 @@ def read_native_int16(s: "Slice", out: np.ndarray) -> int:
         got = fp.readinto(buf)
     if got != nbytes:
         raise ValueError(f"pixel data truncated: {got} of {nbytes} bytes")
+    return _rescale_int16_in_place(s, out)
+
+
+def _rescale_int16_in_place(s: "Slice", out: np.ndarray) -> int:
+    """Rescale the stored values in `out` (an int16 slice holding them bit for bit) to HU; the clipped count."""
     intercept = int(s.plan[1])
     raw = out.view(_raw_dtype(s))
     lo, hi = _declared_range(s)
@@ -297,7 +302,7 @@ def _stream_precision(stream: bytes, transfer_syntax: str) -> tuple[int, bool | 
     return stream[i + 4], None
 
 
-def decode_with_imagecodecs(path: str, header) -> np.ndarray | None:
+def decode_with_imagecodecs(path: str, header, out: np.ndarray | None = None) -> np.ndarray | None:
     """The pixels of a single-frame JPEG 2000 lossless, JPEG Lossless or JPEG-LS file, decoded by imagecodecs; None when it cannot.
 
     imagecodecs wraps OpenJPEG, libjpeg (lossless) and CharLS as pydicom's plugins do
@@ -309,6 +314,9 @@ def decode_with_imagecodecs(path: str, header) -> np.ndarray | None:
     (several frames or components, a precision outside BitsStored..BitsAllocated, a JPEG
     2000 sign that differs from the header, signed JPEG Lossless narrower than
     BitsAllocated, a JP2 file, a decoder error) is left to pydicom: None.
+
+    With `out` (a C-contiguous Rows x Columns array, BitsAllocated wide) the pixels are
+    decoded into it and the result is a view of it.
     """
     ts = header.transfer_syntax
     if not imagecodecs_decodes(ts) or header.frames != 1 or header.samples != 1:
@@ -330,14 +338,21 @@ def decode_with_imagecodecs(path: str, header) -> np.ndarray | None:
         return None
     if ts in _LJPEG and signed and precision < alloc:
         return None
+    into = None
+    if out is not None:  # the decoder's own dtype: the stream's sign (JPEG is unsigned), 16 bits above 8
+        if precision <= 8 or out.shape != (header.rows, header.cols) or out.itemsize != alloc // 8 or not out.flags.c_contiguous:
+            return None
+        into = out.view(np.int16 if stream_signed else np.uint16)
     try:
         if ts in _J2K:
-            raw = _imagecodecs.jpeg2k_decode(stream, numthreads=1)
+            raw = _imagecodecs.jpeg2k_decode(stream, numthreads=1, out=into)
         elif ts in _LJPEG:
-            raw = _imagecodecs.ljpeg_decode(stream)
+            raw = _imagecodecs.ljpeg_decode(stream, out=into)
         else:
-            raw = _imagecodecs.jpegls_decode(stream)
+            raw = _imagecodecs.jpegls_decode(stream, out=into)
     except Exception:  # pydicom's plugins try next and say why they fail
+        return None
+    if into is not None and (not isinstance(raw, np.ndarray) or raw.dtype != into.dtype or not np.shares_memory(raw, into)):
         return None
     if raw.shape != (header.rows, header.cols) or raw.dtype.kind not in "iu" or raw.dtype.itemsize > alloc // 8:
         return None
@@ -351,6 +366,26 @@ def decode_with_imagecodecs(path: str, header) -> np.ndarray | None:
         np.left_shift(out, alloc - precision, out=out)
         np.right_shift(out, alloc - precision, out=out)
     return out
+
+
+def decode_into_int16(s: "Slice", out: np.ndarray) -> int | None:
+    """Decode a single-frame compressed slice straight into `out` (a slice of an int16 volume) and rescale it in place.
+
+    Returns the clipped count, or None when decode_file is to decode it (a syntax
+    imagecodecs does not take, a decode the phase probe kept, anything imagecodecs leaves
+    to pydicom). No pixel buffer is allocated or copied: benchmarks/load_exam.py,
+    load_exam[jpeg2000-lossless].
+    """
+    h = s.header
+    if out.dtype != np.int16 or s.frame is not None or h.bits_allocated != 16 or not imagecodecs_decodes(h.transfer_syntax):
+        return None
+    key = _kept_key(h.path, h.transfer_syntax)
+    with _KEPT_LOCK:
+        if key in _KEPT:
+            return None
+    if decode_with_imagecodecs(h.path, h, out=out) is None:
+        return None
+    return _rescale_int16_in_place(s, out)
 
 
 def _decode_file(path: str, frames: list[int] | None, transfer_syntax: str) -> dict[int, np.ndarray]:

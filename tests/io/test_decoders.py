@@ -22,7 +22,7 @@ from pydicom.uid import (
 from liverview.io import scan
 from liverview.io.loader import load_series
 from liverview.io.headers import read_header
-from liverview.io.pixels import DecodeFailed, decode_error, decode_file, decode_with_imagecodecs, decoder_problem
+from liverview.io.pixels import DecodeFailed, decode_error, decode_file, decode_into_int16, decode_with_imagecodecs, decoder_problem
 
 # (BitsStored, signed, intercept): 16-bit signed CT with negative padding, 12-bit unsigned CT, 8-bit
 KINDS = [(16, True, 0), (12, False, -1024), (8, False, 0)]
@@ -317,3 +317,18 @@ def test_what_imagecodecs_cannot_vouch_for_is_left_to_pydicom(tmp_path, series_w
     assert decode_with_imagecodecs(str(paths[1]), read_header(paths[1])) is None  # a broken stream
     with pytest.raises(DecodeFailed):  # and pydicom's plugins say why
         decode_file(str(paths[1]), None, JPEGLosslessSV1, header=read_header(paths[1]))
+
+
+@pytest.mark.parametrize("syntax", [JPEGLosslessSV1, JPEGLSLossless, JPEG2000Lossless])
+@pytest.mark.parametrize("bits, signed, intercept", KINDS[:2] + [(12, True, 0)], ids=["16-bit signed", "12-bit", "12-bit signed"])
+def test_a_slice_decodes_straight_into_the_int16_volume(tmp_path, series_writer, syntax, bits, signed, intercept):
+    _write(tmp_path, series_writer, syntax, bits, signed, intercept, n=2)
+    rec = scan(tmp_path / "enc").series[0]
+    for sl in rec.slices:
+        out = np.full((24, 20), 7, dtype=np.int16)
+        assert decode_into_int16(sl, out) == 0
+        want = pydicom.pixels.pixel_array(sl.header.path, decoding_plugin="gdcm").astype(np.int32) + intercept
+        assert np.array_equal(out, want)
+    kept = rec.slices[0]
+    decode_file(kept.header.path, None, syntax, keep=True, header=kept.header)
+    assert decode_into_int16(kept, np.zeros((24, 20), np.int16)) is None  # the kept decode is decode_file's to take
