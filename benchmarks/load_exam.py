@@ -366,8 +366,14 @@ def main(argv: list[str] | None = None) -> int:
 
     t = time.perf_counter()
     root, how = ensure_exam(args.cache, args.slices, args.matrix)
+    try:
+        import imagecodecs
+
+        decoders = f"imagecodecs {imagecodecs.__version__} (JPEG 2000, JPEG Lossless, JPEG-LS), else pydicom's plugins"
+    except ImportError:
+        decoders = "pydicom's plugins (imagecodecs is not installed)"
     print(f"exam: {root} (4 x {args.slices} slices, {args.matrix} x {args.matrix}; written by {how}; "
-          f"ready in {time.perf_counter() - t:.1f} s); liverview workers: {args.workers}")
+          f"ready in {time.perf_counter() - t:.1f} s); liverview workers: {args.workers}; liverview decodes with {decoders}")
     lines = []
     last = None
     for fmt in formats:
