@@ -8,7 +8,6 @@ would partly eval) and its state dict is loaded from safetensors by the bundle.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 from pathlib import Path
@@ -28,7 +27,6 @@ os.environ["YOLO_OFFLINE"] = "true"
 os.environ.setdefault("YOLO_CONFIG_DIR", str(_cache_dir()))
 os.environ.setdefault("YOLO_VERBOSE", "false")
 
-from ultralytics.nn.modules.head import Detect  # noqa: E402
 from ultralytics.nn.tasks import DetectionModel  # noqa: E402
 from ultralytics.utils import YAML  # noqa: E402
 from ultralytics.utils.nms import non_max_suppression  # noqa: E402
@@ -87,36 +85,6 @@ def build_detector(scale: str = "n", channels: int = 4, nc: int = 1) -> Detectio
     return DetectionModel(copy.deepcopy(cfg), ch=int(channels), nc=int(nc), verbose=False)
 
 
-STRIDES = (8.0, 16.0, 32.0)  # the three YOLOv8 detection levels
-
-
-@contextlib.contextmanager
-def _no_bias_init():
-    """Detect.bias_init reads the probe's strides (values a meta tensor does not have) to seed biases
-    that the loaded weights replace at once: skipped while a network is built for loading."""
-    saved = Detect.bias_init
-    Detect.bias_init = lambda self: None
-    try:
-        yield
-    finally:
-        Detect.bias_init = saved
-
-
-def _shapes_only(cfg: dict, channels: int, nc: int) -> DetectionModel:
-    """The network with shapes but no values (torch's meta device), its strides set.
-
-    DetectionModel's constructor runs a 256 x 256 probe forward to find the strides and seeds
-    random weights; on the CPU that first forward costs 1-2 s (oneDNN sets up every layer
-    shape), all of it thrown away when the bundle's weights are loaded. On the meta device it
-    costs nothing (benchmarks/first_result.py, the engine-ready figure)."""
-    with torch.device("meta"), _no_bias_init():
-        model = DetectionModel(cfg, ch=channels, nc=nc, verbose=False)
-    head = model.model[-1]
-    head.stride = torch.tensor(STRIDES)
-    model.stride = head.stride
-    return model
-
-
 def detector_from_state(
     arch: str | Mapping, state_dict: Mapping[str, torch.Tensor], channels: int = 4, nc: int = 1, fuse: bool = True,
     declared_arch: str | None = None,
@@ -134,13 +102,10 @@ def detector_from_state(
         guess = declared_arch or f"yolov8{named or 'n'}"
         arch = described_arch(arch, guess)
     cfg = detector_cfg(arch, channels, nc)
-    model = _shapes_only(cfg, int(channels), int(nc))
+    model = DetectionModel(cfg, ch=int(channels), nc=int(nc), verbose=False)
     own = model.state_dict()
     state = {k: v.to(own[k].dtype) if k in own else v for k, v in state_dict.items()}
-    model.load_state_dict(state, strict=True, assign=True)
-    left = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
-    if left:
-        raise ValueError(f"no weights for {left[0]}")
+    model.load_state_dict(state, strict=True)
     model.float().eval()
     if fuse:
         model.fuse(verbose=False)
