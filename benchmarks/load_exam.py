@@ -226,7 +226,7 @@ def run_liverview(root: Path, workers: int) -> dict:
 
     mem = PeakRSS()
     t0 = time.perf_counter()
-    load = lio.load_exam(root, on_study=on_study, progress=progress, workers=workers)
+    load = lio.load_exam(root, on_study=on_study, progress=progress, workers=workers or None)
     seconds = time.perf_counter() - t0
     grown = mem.stop()
     nbytes = sum(v.pixels.nbytes for v in load.study.volumes.values())
@@ -351,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--slices", type=int, default=150)
     ap.add_argument("--matrix", type=int, default=512)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--workers", type=int, default=1, help="liverview decode threads")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="liverview decode threads (default: the loader's own choice, what the viewer gets)")
     ap.add_argument("--formats", default=",".join(FORMATS), help="comma-separated, from: " + ", ".join(FORMATS))
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--child-root", help=argparse.SUPPRESS)

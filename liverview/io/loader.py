@@ -403,6 +403,18 @@ def build_study(result: ScanResult, st: StudyRecord) -> tuple[Study, dict[str, S
     return study, series
 
 
+def default_workers(series: dict[str, SeriesRecord]) -> int:
+    """Decode threads when the caller names none: every core (at most 4) for exams whose decoder lets
+    go of the GIL (imagecodecs: JPEG 2000 lossless, JPEG Lossless, JPEG-LS), else one, which is as
+    fast for native data read straight into the volume (benchmarks/load_exam.py)."""
+    from liverview.io.pixels import imagecodecs_decodes
+
+    syntaxes = {sl.header.transfer_syntax for s in series.values() for sl in s.slices}
+    if syntaxes and all(imagecodecs_decodes(ts) for ts in syntaxes):
+        return max(1, min(4, os.cpu_count() or 1))
+    return 1
+
+
 def load_dicom(
     result: ScanResult,
     phases: dict[str, str] | None = None,
@@ -430,7 +442,7 @@ def load_dicom(
     problems = list(result.problems) + list(st.problems)
     for s in series.values():
         problems.extend(s.problems)
-    decoded = decode_volumes(series, study.volumes, progress, cancel, workers or 1)
+    decoded = decode_volumes(series, study.volumes, progress, cancel, workers or default_workers(series))
     problems.extend(decoded)
     for p in PHASES:
         if p not in series:
@@ -461,7 +473,7 @@ def load_exam(
     True to stop (LoadCancelled is raised); `on_study` receives the Study before its pixels
     are decoded. Raises ExamError (one line naming the path) when nothing usable is there.
 
-    `workers` > 1 decodes in a thread pool. JPEG 2000, JPEG Lossless and JPEG-LS decode
+    `workers` > 1 decodes in a thread pool (None: `default_workers`). JPEG 2000, JPEG Lossless and JPEG-LS decode
     through imagecodecs, which lets go of the GIL: two workers use both cores of the 2-core
     development machine (benchmarks/load_exam.py --workers 2). Native (uncompressed) data,
     read straight into the volume, and RLE gain nothing, so one thread is the default.
