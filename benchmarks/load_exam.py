@@ -208,6 +208,9 @@ class PeakRSS:
 
 
 def run_liverview(root: Path, workers: int) -> dict:
+    import liverview.io.export  # noqa: F401 - what load_exam imports, before the baseline and the clock
+    import liverview.io.kinetics  # noqa: F401
+    import liverview.io.loader  # noqa: F401
     import liverview.io as lio  # imported before the baseline so module memory does not count
 
     starts: dict[str, float] = {}

@@ -124,7 +124,7 @@ def liver_report(case: Case) -> LiverReport | None:
                     note = f"phase {phase}: windowed export without its window: HU read as window {level:g}/{width:g}"
                     if note not in notes:
                         notes.append(note)
-            m = analyse_slice(hu, vol.affine, body_floor=floor)
+            m = analyse_slice(hu, vol.affine, body_floor=floor, vessels=False)
             outcome, reason = read_slice(m, phase)
             readings.append(SliceReading(phase, k, vol.position_of(k), outcome, reason, m))
     n_liver = sum(r.outcome == LIVER for r in readings)

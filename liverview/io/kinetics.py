@@ -106,8 +106,11 @@ def patient_axes(affine: np.ndarray, shape: tuple[int, int], f: int) -> tuple[np
     return -x, -y
 
 
-def analyse_slice(hu: np.ndarray, affine: np.ndarray, body_floor: float = BODY_FLOOR_HU) -> SliceAnatomy:
-    """Measure one slice (HU, rows x cols) whose (col, row) -> LPS geometry is `affine`'s first two columns."""
+def analyse_slice(hu: np.ndarray, affine: np.ndarray, body_floor: float = BODY_FLOOR_HU, vessels: bool = True) -> SliceAnatomy:
+    """Measure one slice (HU, rows x cols) whose (col, row) -> LPS geometry is `affine`'s first two columns.
+
+    `vessels=False` leaves out the aorta and portal vein (phase identification needs them, the
+    liver check does not: half the time of a slice, benchmarks/analyze.py)."""
     a = np.asarray(affine, dtype=np.float64)
     sx, sy = float(np.linalg.norm(a[:3, 0])), float(np.linalg.norm(a[:3, 1]))
     f = max(1, int(round(TARGET_MM / max(min(sx, sy), 1e-6))))
@@ -151,6 +154,9 @@ def analyse_slice(hu: np.ndarray, affine: np.ndarray, body_floor: float = BODY_F
         out.liver_hu = float(np.median(img[core if core.any() else liver]))
         out.liver_right_mm = float(right[liver].mean() - r0)
         out.liver_right_share = float(np.count_nonzero(right[liver] > r0)) / float(liver.sum())
+    if not vessels:
+        return out
+    if liver is not None:
         med = ndimage.median_filter(img, size=3)
         filled = ndimage.binary_fill_holes(ndimage.binary_closing(liver, structure=np.ones((3, 3), bool), iterations=2))
         vessel = med[filled & (med < BRIGHT_CAP_HU)]

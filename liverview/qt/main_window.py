@@ -400,6 +400,8 @@ class MainWindow(QMainWindow):
             return
 
         def work(progress, cancelled):
+            import liverview.io.export  # noqa: F401 - what opening an exam imports
+            import liverview.io.kinetics  # noqa: F401
             import liverview.io.loader  # noqa: F401
 
             gc_pauses.freeze()
