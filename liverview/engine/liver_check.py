@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from liverview.engine.errors import LiverDoubtful, NotLiverError
 from liverview.engine.evidence import picked_slices, slice_hu, window_of
-from liverview.io.kinetics import SliceAnatomy, analyse_slice
 from liverview.study.case import Case
 from liverview.study.phases import PHASE_NAMES
 from liverview.study.volume import HU
+
+if TYPE_CHECKING:
+    from liverview.io.kinetics import SliceAnatomy
 
 LIVER, DOUBTFUL, NO_LIVER = "liver", "doubtful", "no liver"
 # liver parenchyma HU per phase, wide: children, adults, fatty livers and doses differ
@@ -109,6 +112,8 @@ def read_slice(m: SliceAnatomy, phase: str) -> tuple[str, str]:
 
 def liver_report(case: Case) -> LiverReport | None:
     """Read every picked slice; None when nothing is picked."""
+    # imported here: liverview.io brings pydicom and the loader, which the engine's start-up need not wait for
+    from liverview.io.kinetics import analyse_slice
     picks = picked_slices(case)
     if not picks:
         return None
