@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QDialog, QFileDialog, QMainWindow, QMessageBox, QT
 
 from liverview import RESEARCH_NOTICE
 from liverview.engine.client import EngineClient
+from liverview.engine.errors import GuessedPhasesError, IntensityError, LiverDoubtful, MissingPhasesError
 from liverview.qt import gc_pauses, keyboard, window_parts
 from liverview.qt.cam_overlay import CamSource
 from liverview.qt.paths import data_dir
@@ -23,6 +24,19 @@ from liverview.study.case import MAX_PICKS, Study
 from liverview.study.phases import PHASES
 
 log = logging.getLogger(__name__)
+
+
+# refusals the reader may lift by confirming: (error, the question asked, the Allowances field it sets),
+# the viewer's way to liverview analyze's --allow-missing, --assume-windows, --accept-* flags
+_OVERRIDES = (
+    (MissingPhasesError, "Analyse with the phases there are? The result will say which are missing.", "allow_missing"),
+    (IntensityError, "These images are 8-bit exports without their window. Analyse them as exported with the model "
+                     "bundle's windows (the result will say so)?", "assume_windows"),
+    (GuessedPhasesError, "Check the phases in Exam > Phases (Ctrl+Shift+P). Analyse with the guessed phases as they "
+                         "are (the result will say they were guessed)?", "accept_guessed_phases"),
+    (LiverDoubtful, "The picked slices may not show a liver. Analyse them all the same (the result will carry this "
+                    "warning)?", "allow_doubtful"),
+)
 
 
 class QtPoster(QObject):
@@ -257,26 +271,17 @@ class MainWindow(QMainWindow):
             self.sigAutoPickDone.emit()
 
     def _job_failed(self, kind: str, message: str, exc) -> None:
-        from liverview.engine.errors import GuessedPhasesError, IntensityError, LiverDoubtful, MissingPhasesError
-
         self._update_actions()
         refused = kind == "analyze" and message.startswith("Analysis refused")
         if refused and not self.findings.findings:
             self.findings.empty.setText(f"Not analysed. {message}")  # where the result would be
-        if refused and isinstance(exc, MissingPhasesError):
-            self._offer_override(message, "Analyse with the phases there are? The result will say which are missing.",
-                                 allow_missing=True)
-        elif refused and isinstance(exc, IntensityError):
-            self._offer_override(message, "These images are 8-bit exports without their window. Analyse them as "
-                                 "exported with the model bundle's windows (the result will say so)?", assume_windows=True)
-        elif refused and isinstance(exc, GuessedPhasesError):
-            self._offer_override(message, "Check the phases in Exam > Phases (Ctrl+Shift+P). Analyse with the guessed "
-                                 "phases as they are (the result will say they were guessed)?", accept_guessed_phases=True)
-        elif refused and isinstance(exc, LiverDoubtful):
-            self._offer_override(message, "The picked slices may not show a liver. Analyse them all the same "
-                                 "(the result will carry this warning)?", allow_doubtful=True)
-        elif refused:
-            self._error_box(message)
+        if refused:
+            override = next(((question, allowance) for cls, question, allowance in _OVERRIDES if isinstance(exc, cls)), None)
+            if override is None:
+                self._error_box(message)
+            else:
+                question, allowance = override
+                self._offer_override(message, question, **{allowance: True})
         self.sigJobFailed.emit(message)
 
     def _offer_override(self, message: str, question: str, **override: bool) -> None:

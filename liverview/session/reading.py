@@ -120,7 +120,6 @@ class ReadingSession:
         self.states: dict[str, JobState] = {"analyze": JobState.IDLE, "auto_pick": JobState.IDLE}
         self._stale = False
         self._shared_token: int | None = None
-        self._sharing: threading.Thread | None = None
         self.shut_down = False
         if engine is not None:
             self._connect_engine(engine)
@@ -248,13 +247,7 @@ class ReadingSession:
             self.add_problem(note)
         self.case = case if case is not None else Case(study)
         self._check_saved_findings()
-        if self.case_path is not None:
-            self.saver = CaseSaver(self.case, self.case_path, self.post,
-                                   on_failed=lambda m: self.post(self.tell_error, m),
-                                   on_saved=lambda p: self.post(self.saved.emit, p))
-        self.case.events.connect(self._case_event)
-        self._stale = self._findings_stale()
-        self._set_state("analyze", self._settled_analysis_state())
+        self._attach_case()
         self.study_shown.emit(study)
         if self.case_restored:
             self.status.emit(f"restored your picks and boxes from {self.case_path}", 6000)
@@ -286,14 +279,18 @@ class ReadingSession:
             self.case.events.disconnect(self._case_event)
         case.study = self.study
         self.case = case
+        self._attach_case()
+        self.case_edited.emit("restored")
+
+    def _attach_case(self) -> None:
+        """Save `self.case` after every edit, follow its events, and settle its analysis state."""
         if self.case_path is not None:
-            self.saver = CaseSaver(case, self.case_path, self.post,
+            self.saver = CaseSaver(self.case, self.case_path, self.post,
                                    on_failed=lambda m: self.post(self.tell_error, m),
                                    on_saved=lambda p: self.post(self.saved.emit, p))
-        case.events.connect(self._case_event)
+        self.case.events.connect(self._case_event)
         self._stale = self._findings_stale()
         self._set_state("analyze", self._settled_analysis_state())
-        self.case_edited.emit("restored")
 
     def _exam_loaded(self, token: int, exam) -> None:
         if token != self.load_token:
@@ -453,8 +450,7 @@ class ReadingSession:
                 return
             post(self._shared, token, shared)
 
-        self._sharing = threading.Thread(target=work, name="share-exam", daemon=True)
-        self._sharing.start()
+        threading.Thread(target=work, name="share-exam", daemon=True).start()
 
     def _shared(self, token: int, shared) -> None:
         if token != self.load_token or self.shut_down or self.exam is None:
