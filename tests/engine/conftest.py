@@ -139,16 +139,6 @@ def four_phase_exam(tmp_path_factory):
     return write_dicom_exam(tmp_path_factory.mktemp("exam") / "four", make_study())
 
 
-@pytest.fixture(scope="session")
-def tiny_bundle(tmp_path_factory):
-    """The smallest random bundle (32 px classifiers, one block per ResNet stage): fast to load in a fresh process."""
-    from liverview.engine.bundle import make_random_bundle
-
-    folder = tmp_path_factory.mktemp("bundle") / "tiny"
-    make_random_bundle(folder, input_size=32, det_input_size=64, arch_args={"layers": [1, 1, 1, 1]})
-    return folder
-
-
 def _synthetic_study(n_slices=12, size=48, phases=("P", "A", "V", "D"), uid="1.2.826.0.1.77"):
     """A bright disc ("lesion") in a liver on every phase, in the middle third of the slices.
 

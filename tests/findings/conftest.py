@@ -1,4 +1,4 @@
-"""Findings fixtures: a tiny random bundle, a synthetic four-phase case, and one real analysis of it."""
+"""Findings fixtures: a synthetic four-phase case with a body the liver check accepts, and one real analysis of it."""
 
 from __future__ import annotations
 
@@ -34,22 +34,12 @@ def make_case():
 
 
 @pytest.fixture(scope="session")
-def tiny_bundle(tmp_path_factory):
-    """A randomly initialised bundle small enough to analyse in about a second."""
-    import torch
-
-    from liverview.engine.bundle import make_random_bundle
-
-    torch.set_num_threads(1)
-    folder = tmp_path_factory.mktemp("bundle") / "tiny"
-    make_random_bundle(folder, input_size=32, det_input_size=64, arch_args={"layers": [1, 1, 1, 1]})
-    return folder
-
-
-@pytest.fixture(scope="session")
 def analysed(tiny_bundle):
     """(case, Findings) of a real analysis with the tiny bundle; a user box on every pick."""
+    import torch
+
     from liverview.engine.analyze import Engine
 
+    torch.set_num_threads(1)
     case = _make_case(user_box=True)
     return case, Engine(tiny_bundle).analyze(case, apply=False)

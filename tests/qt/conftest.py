@@ -64,30 +64,6 @@ def shown(window, qtbot):
     return window
 
 
-@pytest.fixture(scope="session")
-def phantom_exam(tmp_path_factory):
-    """A small (64 x 64) four-phase phantom exam on disk: (exam folder, truth dict)."""
-    from liverview.phantom import generate_exam
-
-    out = tmp_path_factory.mktemp("phantom")
-    truth = generate_exam(out, seed=3, patient_index=0, matrix=64)
-    return out / truth["patient_id"], truth
-
-
-@pytest.fixture(scope="session")
-def tiny_bundle(tmp_path_factory):
-    """A tiny randomly initialised model bundle, written by a child process (no torch in this one)."""
-    import subprocess
-
-    folder = tmp_path_factory.mktemp("bundle") / "tiny"
-    code = (
-        "import sys; from liverview.engine.bundle import make_random_bundle; "
-        "make_random_bundle(sys.argv[1], input_size=32, det_input_size=64, arch_args={'layers': [1, 1, 1, 1]})"
-    )
-    subprocess.run([sys.executable, "-c", code, str(folder)], check=True, timeout=300)
-    return folder
-
-
 @pytest.fixture
 def engine_window(qtbot, tiny_bundle):
     """A main window whose engine process uses the tiny bundle and one thread."""

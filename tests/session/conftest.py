@@ -1,22 +1,10 @@
-"""Fixtures for the Qt-free session tests: phantom exams on disk, a tiny bundle, sessions that drain their own loop."""
+"""Fixtures for the Qt-free session tests: a single-phase exam, sessions that drain their own loop (the phantom exam and tiny bundle come from tests/conftest.py)."""
 
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 
 import pytest
-
-
-@pytest.fixture(scope="session")
-def phantom_exam(tmp_path_factory):
-    """A small (64 x 64) four-phase phantom exam on disk: (exam folder, truth dict)."""
-    from liverview.phantom import generate_exam
-
-    out = tmp_path_factory.mktemp("phantom")
-    truth = generate_exam(out, seed=3, patient_index=0, matrix=64)
-    return out / truth["patient_id"], truth
 
 
 @pytest.fixture(scope="session")
@@ -29,18 +17,6 @@ def single_phase_exam(phantom_exam, tmp_path_factory):
         if "VENOUS" not in d.name.upper():
             shutil.rmtree(d)
     return dst
-
-
-@pytest.fixture(scope="session")
-def tiny_bundle(tmp_path_factory):
-    """The smallest random bundle, written by a child process (this one need not import torch for it)."""
-    folder = tmp_path_factory.mktemp("bundle") / "tiny"
-    code = (
-        "import sys; from liverview.engine.bundle import make_random_bundle; "
-        "make_random_bundle(sys.argv[1], input_size=32, det_input_size=64, arch_args={'layers': [1, 1, 1, 1]})"
-    )
-    subprocess.run([sys.executable, "-c", code, str(folder)], check=True, timeout=300)
-    return folder
 
 
 @pytest.fixture
