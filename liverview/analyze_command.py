@@ -8,20 +8,22 @@ import logging
 import sys
 from pathlib import Path
 
+from liverview.engine import errors as E
 from liverview.engine.errors import AnalysisCancelled
 
+# exit codes: each refusal's own, defined with its error class in engine/errors.py
 EXIT_OK = 0
-EXIT_INPUT = 2  # exam or picks file unreadable
-EXIT_MISSING_PHASES = 3  # fewer than four phases and no --allow-missing
-EXIT_UNMATCHED = 4  # phases that share no z range
-EXIT_BUNDLE = 5  # bundle missing or failing verification
-EXIT_INTENSITY = 6  # pixels the bundle cannot take (windowed exports without window, bundle wants HU)
-EXIT_NO_LESION = 7  # automatic picking found no lesion
-EXIT_NO_EVIDENCE = 9  # a slice to analyse was not decoded, is constant, or is air
-EXIT_NOT_LIVER = 10  # the picked slices show no liver
-EXIT_DOUBTFUL_ANATOMY = 11  # the picked slices may not show a liver and no --accept-doubtful-anatomy
-EXIT_GUESSED_PHASES = 12  # a phase assigned on too little evidence and no --accept-guessed-phases
-EXIT_CANCELLED = 130
+EXIT_INPUT = E.AnalysisError.exit_code  # exam or picks file unreadable
+EXIT_MISSING_PHASES = E.MissingPhasesError.exit_code  # fewer than four phases and no --allow-missing
+EXIT_UNMATCHED = E.PhaseMatchError.exit_code  # phases that share no z range
+EXIT_BUNDLE = E.BundleError.exit_code  # bundle missing or failing verification
+EXIT_INTENSITY = E.IntensityError.exit_code  # windowed exports without window, bundle wants HU
+EXIT_NO_LESION = E.AutoPickError.exit_code  # automatic picking found no lesion
+EXIT_NO_EVIDENCE = E.EvidenceError.exit_code  # a slice to analyse was not decoded, is constant, or is air
+EXIT_NOT_LIVER = E.NotLiverError.exit_code  # the picked slices show no liver
+EXIT_DOUBTFUL_ANATOMY = E.LiverDoubtful.exit_code  # may not show a liver, and no --accept-doubtful-anatomy
+EXIT_GUESSED_PHASES = E.GuessedPhasesError.exit_code  # a phase assigned on too little evidence
+EXIT_CANCELLED = AnalysisCancelled.exit_code
 
 PROG = "liverview analyze"
 # what lifts a refusal the reader may override (the viewer asks instead)
